@@ -1,0 +1,89 @@
+"""The ``resource_dict`` vocabulary, validated once at ``submit()``.
+
+Every backend receives a dict that went through :func:`merge_resources`, so a
+typo (``"core": 4``) fails in the user's script, not in a job an hour later.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: every key any backend understands, with its type and meaning
+RESOURCE_KEYS: dict[str, str] = {
+    "cores": "int >= 1: MPI ranks (cores > 1 runs the function under MPI)",
+    "threads_per_core": "int >= 1: threads per rank (OMP/MKL/OPENBLAS_NUM_THREADS)",
+    "gpus_per_core": "int >= 0: GPUs per rank",
+    "num_nodes": "int >= 1: nodes for the job",
+    "run_time_max": "int seconds > 0: wall-time limit",
+    "memory_max": "number > 0: memory limit in GB",
+    "partition": "str: scheduler partition/queue",
+    "cwd": "str: working directory of the function",
+    "cache_key": "str: explicit cache key instead of the content hash",
+    "exclusive": "bool: exclusive node allocation",
+    "slurm_cmd_args": "list[str]: extra sbatch arguments",
+}
+
+DEFAULTS: dict[str, Any] = {"cores": 1, "threads_per_core": 1}
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$")
+
+
+def validate_cache_key(key: Any) -> str:
+    """A cache key names a directory inside the cache: it may not escape it."""
+    if not isinstance(key, str):
+        raise TypeError(f"cache_key must be a str, got {type(key).__name__}")
+    if not _KEY_RE.match(key) or ".." in key:
+        raise ValueError(
+            f"invalid cache_key {key!r}: use 1-200 characters from [A-Za-z0-9_.+=-], "
+            "not starting with '.' or '-', without '/' or '..'"
+        )
+    return key
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"resource_dict[{name!r}] must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | None) -> dict:
+    """Executor-level defaults overlaid by the per-call dict, checked key by key."""
+    merged: dict[str, Any] = dict(DEFAULTS)
+    for source in (defaults, per_call):
+        if source is None:
+            continue
+        if not isinstance(source, dict):
+            raise TypeError(f"resource_dict must be a dict, got {type(source).__name__}")
+        unknown = sorted(set(source) - set(RESOURCE_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown resource_dict key(s) {unknown}; valid keys are: "
+                + ", ".join(RESOURCE_KEYS)
+            )
+        merged.update({k: v for k, v in source.items() if v is not None})
+    _int("cores", merged["cores"], 1)
+    _int("threads_per_core", merged["threads_per_core"], 1)
+    if "gpus_per_core" in merged:
+        _int("gpus_per_core", merged["gpus_per_core"], 0)
+    if "num_nodes" in merged:
+        _int("num_nodes", merged["num_nodes"], 1)
+    if "run_time_max" in merged:
+        _int("run_time_max", merged["run_time_max"], 1)
+    if "memory_max" in merged:
+        m = merged["memory_max"]
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0:
+            raise ValueError(f"resource_dict['memory_max'] must be a number > 0 (GB), got {m!r}")
+    for name in ("partition", "cwd"):
+        if name in merged and not isinstance(merged[name], str):
+            raise ValueError(f"resource_dict[{name!r}] must be a str, got {merged[name]!r}")
+    if "exclusive" in merged and not isinstance(merged["exclusive"], bool):
+        raise ValueError(f"resource_dict['exclusive'] must be a bool, got {merged['exclusive']!r}")
+    if "slurm_cmd_args" in merged:
+        a = merged["slurm_cmd_args"]
+        if not isinstance(a, (list, tuple)) or not all(isinstance(x, str) for x in a):
+            raise ValueError(f"resource_dict['slurm_cmd_args'] must be a list of str, got {a!r}")
+        merged["slurm_cmd_args"] = list(a)
+    if "cache_key" in merged:
+        validate_cache_key(merged["cache_key"])
+    return merged

@@ -1,0 +1,390 @@
+"""The cache directory *is* the database: one directory per entry.
+
+Layout (format version 1, see ``docs/format.md``)::
+
+    <cache>/
+      <key>/                 one entry; the directory name is the key
+        task.h5              payload: cloudpickle((fn, args, kwargs)); attrs meta/format/kind/hmac
+        task.json            the same human metadata, plain JSON (fast listing)
+        job.json             claim: which backend/driver runs it, scheduler job id
+        started.json         written by the runner when the function starts
+        result.h5            success: pickled return value   } exactly one of these
+        error.h5             failure: pickled exception       } means "finished"
+        outcome.json         summary of result/error (status, times, host, job id)
+      .locks/<key>.lock      claim locks (filelock; released by the kernel on death)
+      .drivers/<host>-<pid>  driver heartbeats (liveness across login nodes)
+      .trash/ .corrupt/      entries being removed / moved aside
+
+Rules kept here: an entry directory appears complete (built under a temp name
+and renamed); every file inside is written to a temp name and ``os.replace``d;
+HDF5 files are written once, opened with ``locking=False``; nothing is
+unpickled to list or describe an entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac as hmac_mod
+import json
+import os
+import random
+import shutil
+import socket
+import stat
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from filelock import FileLock, Timeout
+
+FORMAT_VERSION = 1
+HOST = socket.gethostname()
+
+TASK, RESULT, ERROR = "task.h5", "result.h5", "error.h5"
+TASK_JSON, JOB_JSON, STARTED_JSON, OUTCOME_JSON = (
+    "task.json",
+    "job.json",
+    "started.json",
+    "outcome.json",
+)
+#: every status an entry can have, as shown by ``xcache ls``
+STATUSES = ("pending", "queued", "running", "done", "failed", "lost", "corrupt", "tampered")
+
+
+class CorruptEntryError(Exception):
+    """An entry file exists but cannot be read as a valid entry."""
+
+
+class TamperedEntryError(CorruptEntryError):
+    """An entry's HMAC does not match: it is refused, never unpickled."""
+
+
+def _secret_from_env() -> bytes | None:
+    s = os.environ.get("XCACHE_SECRET")
+    if s:
+        return s.encode()
+    f = os.environ.get("XCACHE_SECRET_FILE")
+    if f:
+        return Path(f).read_bytes().strip()
+    return None
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(
+        f".{path.name}.{HOST}-{os.getpid()}-{random.getrandbits(40):010x}.tmp"
+    )
+
+
+@dataclass
+class Outcome:
+    """A finished entry: ``status`` is ``"done"`` or ``"failed"``."""
+
+    status: str
+    payload: bytes
+    meta: dict[str, Any]
+
+
+class Store:
+    """Read and write entries of one cache directory.
+
+    ``mode``/``file_mode`` default to 0700/0600 (env ``XCACHE_DIR_MODE`` /
+    ``XCACHE_FILE_MODE`` as octal strings override); ``secret`` (or env
+    ``XCACHE_SECRET``/``XCACHE_SECRET_FILE``) signs every file with an HMAC.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        secret: bytes | str | None = None,
+        dir_mode: int | None = None,
+        file_mode: int | None = None,
+    ) -> None:
+        self.root = Path(directory).expanduser().absolute()
+        self.dir_mode = dir_mode if dir_mode is not None else int(
+            os.environ.get("XCACHE_DIR_MODE", "700"), 8
+        )
+        self.file_mode = file_mode if file_mode is not None else int(
+            os.environ.get("XCACHE_FILE_MODE", "600"), 8
+        )
+        if isinstance(secret, str):
+            secret = secret.encode()
+        self.secret: bytes | None = secret if secret is not None else _secret_from_env()
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"cache directory {self.root} exists and is not a directory")
+        if create:
+            self._prepare()
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"cache directory {self.root} does not exist")
+
+    # ------------------------------------------------------------------ setup
+    def _prepare(self) -> None:
+        try:
+            self.root.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
+            for sub in (".locks", ".drivers", ".trash", ".corrupt", ".tmp"):
+                (self.root / sub).mkdir(mode=self.dir_mode, exist_ok=True)
+        except OSError as e:
+            raise PermissionError(
+                f"cache directory {self.root} cannot be created: {e.strerror}"
+            ) from e
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"cache directory {self.root} is not writable")
+        st = self.root.stat()
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not os.environ.get("XCACHE_DIR_MODE"):
+            warnings.warn(
+                f"cache directory {self.root} is writable by group/others: anyone who can "
+                "write there can plant pickles this cache will load (chmod 700, or set "
+                "XCACHE_SECRET to sign entries)",
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ paths
+    def entry_dir(self, key: str) -> Path:
+        return self.root / key
+
+    def path(self, key: str, name: str) -> Path:
+        return self.root / key / name
+
+    def claim(self, key: str, timeout: float = 60.0) -> FileLock:
+        """The per-entry lock around check-write-submit-record.
+
+        flock-based: a holder that dies releases it (no stale locks); waiting is
+        bounded by ``timeout`` (filelock raises ``Timeout``).
+        """
+        return FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
+
+    # ------------------------------------------------------------------ writing
+    def _write_bytes(self, path: Path, data: bytes) -> None:
+        tmp = _tmp_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def write_json(self, key: str, name: str, obj: dict[str, Any]) -> None:
+        self._write_bytes(self.path(key, name), json.dumps(obj, default=str).encode())
+
+    def _sign(self, kind: str, meta_json: str, payload: bytes) -> str:
+        assert self.secret is not None
+        h = hmac_mod.new(self.secret, digestmod=hashlib.sha256)
+        for part in (kind.encode(), b"\0", meta_json.encode(), b"\0", payload):
+            h.update(part)
+        return h.hexdigest()
+
+    def _write_h5(self, path: Path, kind: str, payload: bytes, meta: dict[str, Any]) -> None:
+        tmp = _tmp_name(path)
+        meta_json = json.dumps(meta, default=str)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode))
+            # meta_block_size=0, v108+ format and fixed-length byte attributes keep a trivial
+            # entry under 1 KB (variable-length strings cost a 4 KB global heap)
+            with h5py.File(
+                tmp, "w", locking=False, meta_block_size=0, libver=("v108", "latest")
+            ) as f:
+                f.attrs["format"] = FORMAT_VERSION
+                f.attrs["kind"] = np.bytes_(kind.encode())
+                f.attrs["meta"] = np.bytes_(meta_json.encode())
+                if self.secret is not None:
+                    f.attrs["hmac"] = np.bytes_(self._sign(kind, meta_json, payload).encode())
+                f.create_dataset("payload", data=np.frombuffer(payload, dtype=np.uint8))
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def create_entry(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
+        """Make ``<cache>/<key>/`` appear complete (task.h5 + task.json) or not at all."""
+        build = self.root / ".tmp" / f"{key}.{HOST}-{os.getpid()}-{random.getrandbits(40):010x}"
+        build.mkdir(mode=self.dir_mode)
+        try:
+            meta = {**meta, "format": FORMAT_VERSION, "key": key}
+            self._write_h5(build / TASK, "task", payload, meta)
+            self._write_bytes(build / TASK_JSON, json.dumps(meta, default=str).encode())
+            try:
+                os.rename(build, self.entry_dir(key))
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise FileExistsError(f"entry {key} already exists") from e
+                raise
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+
+    def write_outcome(
+        self, key: str, status: str, payload: bytes, meta: dict[str, Any]
+    ) -> None:
+        """Record a finished call; the .h5 is the truth, outcome.json its summary."""
+        if status not in ("done", "failed"):
+            raise ValueError(f"status must be 'done' or 'failed', not {status!r}")
+        meta = {**meta, "status": status, "key": key, "format": FORMAT_VERSION,
+                "size": len(payload)}
+        self._write_h5(self.path(key, RESULT if status == "done" else ERROR), status,
+                       payload, meta)
+        try:
+            self.write_json(key, OUTCOME_JSON, meta)
+        except OSError:
+            pass  # the summary is a convenience; the .h5 above is what counts
+
+    def reset_for_retry(self, key: str) -> None:
+        """Forget a failed/lost attempt; error.h5 goes last so a crash leaves 'failed'."""
+        for name in (STARTED_JSON, JOB_JSON, OUTCOME_JSON, ERROR):
+            _unlink(self.path(key, name))
+
+    # ------------------------------------------------------------------ reading
+    def read_json(self, key: str, name: str) -> dict[str, Any] | None:
+        try:
+            with open(self.path(key, name), "rb") as f:
+                data = json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _read_h5(self, path: Path, kind: str | tuple[str, ...]) -> tuple[bytes, dict[str, Any]]:
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                fmt = int(f.attrs["format"])
+                file_kind = f.attrs["kind"]
+                meta_json = f.attrs["meta"]
+                sig = f.attrs.get("hmac")
+                payload = f["payload"][()].tobytes()
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # truncated, random bytes, missing fields ...
+            raise CorruptEntryError(f"{path}: unreadable entry file ({e})") from e
+        if isinstance(file_kind, bytes):
+            file_kind = file_kind.decode()
+        if isinstance(meta_json, bytes):
+            meta_json = meta_json.decode()
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if fmt > FORMAT_VERSION:
+            raise CorruptEntryError(
+                f"{path}: written by a newer format version {fmt} (this is {FORMAT_VERSION})"
+            )
+        if file_kind not in kinds:
+            raise CorruptEntryError(f"{path}: kind {file_kind!r}, expected {kinds}")
+        if self.secret is not None:
+            if isinstance(sig, bytes):
+                sig = sig.decode()
+            if not isinstance(sig, str) or not hmac_mod.compare_digest(
+                sig, self._sign(str(file_kind), str(meta_json), payload)
+            ):
+                raise TamperedEntryError(
+                    f"{path}: signature does not match XCACHE_SECRET; refusing to load it"
+                )
+        try:
+            meta = json.loads(meta_json)
+        except ValueError as e:
+            raise CorruptEntryError(f"{path}: metadata is not JSON ({e})") from e
+        return payload, meta
+
+    def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
+        return self._read_h5(self.path(key, TASK), "task")
+
+    def has_result(self, key: str) -> bool:
+        return os.path.exists(self.path(key, RESULT))
+
+    def read_outcome(self, key: str) -> Outcome | None:
+        """The finished state of an entry, or None if it has not finished."""
+        for name, status in ((RESULT, "done"), (ERROR, "failed")):
+            try:
+                payload, meta = self._read_h5(self.path(key, name), status)
+            except FileNotFoundError:
+                continue
+            return Outcome(status, payload, meta)
+        return None
+
+    def names(self, key: str) -> set[str] | None:
+        """The files of an entry (None if there is no such entry)."""
+        try:
+            return {e.name for e in os.scandir(self.entry_dir(key))}
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def file_status(self, key: str, names: set[str] | None = None) -> str | None:
+        """Status from which files exist (no scheduler, no unpickling)."""
+        if names is None:
+            names = self.names(key)
+        if names is None:
+            return None
+        if RESULT in names:
+            return "done"
+        if ERROR in names:
+            return "failed"
+        if TASK not in names:
+            return "corrupt"
+        if STARTED_JSON in names:
+            return "running"
+        if JOB_JSON in names:
+            return "queued"
+        return "pending"
+
+    def keys(self) -> Iterator[str]:
+        try:
+            it = os.scandir(self.root)
+        except FileNotFoundError:
+            return
+        with it:
+            for e in it:
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                    yield e.name
+
+    # ------------------------------------------------------------------ removing
+    def remove(self, key: str) -> bool:
+        """Atomically take an entry out of the cache (rename, then delete)."""
+        src = self.entry_dir(key)
+        dst = self.root / ".trash" / f"{key}.{os.getpid()}-{random.getrandbits(40):010x}"
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(dst, ignore_errors=True)
+        return True
+
+    def quarantine(self, key: str, reason: str) -> Path | None:
+        """Move a corrupt entry aside (kept for inspection) so it reads as a miss."""
+        dst = self.root / ".corrupt" / f"{key}.{int(time.time())}-{random.getrandbits(24):06x}"
+        try:
+            os.rename(self.entry_dir(key), dst)
+        except FileNotFoundError:
+            return None
+        warnings.warn(f"cache entry {key} is unreadable ({reason}); moved to {dst} and "
+                      "it will be recomputed", stacklevel=3)
+        return dst
+
+    def entry_size(self, key: str) -> int:
+        total = 0
+        try:
+            with os.scandir(self.entry_dir(key)) as it:
+                for e in it:
+                    try:
+                        total += e.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            return 0
+        return total
+
+
+def _unlink(path: Path | str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
