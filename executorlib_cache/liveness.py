@@ -1,0 +1,103 @@
+"""Who owns an in-flight entry, and is that process still alive?
+
+A claim (``job.json``) names its owner as ``{"host", "pid", "start"}``.  On the
+same host we ask ``/proc`` (pid reuse is caught by the start time); on another
+host (a second login node sharing the file system) we trust a heartbeat file
+that every live driver touches in ``<cache>/.drivers/``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .store import HOST
+
+HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_STALE = 30.0
+
+
+def _proc_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot, or None if gone/zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    except OSError:
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19].decode()
+
+
+def identity(pid: int | None = None) -> dict[str, Any]:
+    pid = os.getpid() if pid is None else pid
+    return {"host": HOST, "pid": pid, "start": _proc_start(pid)}
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    now = _proc_start(pid)
+    if now is None:
+        if not os.path.exists("/proc/self/stat"):  # no /proc: best effort
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+        return False
+    return start is None or now == start
+
+
+def heartbeat_path(cache_root: Path, owner: dict[str, Any]) -> Path:
+    return cache_root / ".drivers" / f"{owner.get('host')}-{owner.get('pid')}"
+
+
+def owner_alive(owner: dict[str, Any] | None, cache_root: Path) -> bool:
+    """True while the process named by ``owner`` may still act on its claims."""
+    if not owner or "pid" not in owner:
+        return False
+    if owner.get("host") == HOST:
+        return pid_alive(int(owner["pid"]), owner.get("start"))
+    try:
+        age = time.time() - heartbeat_path(cache_root, owner).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age < HEARTBEAT_STALE
+
+
+class Heartbeat:
+    """Touch ``.drivers/<host>-<pid>`` while a driver runs (for other hosts' eyes)."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.path = heartbeat_path(cache_root, identity())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._touch()
+        self._thread = threading.Thread(target=self._run, name="xcache-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _touch(self) -> None:
+        try:
+            self.path.touch(mode=0o600)
+            os.utime(self.path)
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL):
+            self._touch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
