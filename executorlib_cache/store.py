@@ -3,7 +3,7 @@
 Layout (format version 1, see ``docs/format.md``)::
 
     <cache>/
-      <key>/                 one entry; the directory name is the key
+      <key>/                 one entry; the directory name is the key (empty = absent)
         task.h5              payload: cloudpickle((fn, args, kwargs)); attrs meta/format/kind/hmac
         task.json            the same human metadata, plain JSON (fast listing)
         job.json             claim: which backend/driver runs it, scheduler job id
@@ -15,15 +15,14 @@ Layout (format version 1, see ``docs/format.md``)::
       .drivers/<host>-<pid>  driver heartbeats (liveness across login nodes)
       .trash/ .corrupt/      entries being removed / moved aside
 
-Rules kept here: an entry directory appears complete (built under a temp name
-and renamed); every file inside is written to a temp name and ``os.replace``d;
+Rules kept here: every file is written to a temp name in the same directory
+and ``os.replace``d, so a reader sees the old state or the new, never half;
 HDF5 files are written once, opened with ``locking=False``; nothing is
 unpickled to list or describe an entry.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import hmac as hmac_mod
@@ -210,23 +209,22 @@ class Store:
             _unlink(tmp)
             raise
 
-    def create_entry(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
-        """Make ``<cache>/<key>/`` appear complete (task.h5 + task.json) or not at all."""
-        build = self.root / ".tmp" / f"{key}.{HOST}-{os.getpid()}-{random.getrandbits(40):010x}"
-        build.mkdir(mode=self.dir_mode)
+    def make_entry_dir(self, key: str) -> None:
+        """The directory of an entry; on its own (no files) it reads as absent."""
         try:
-            meta = {**meta, "format": FORMAT_VERSION, "key": key}
-            self._write_h5(build / TASK, "task", payload, meta)
-            self._write_bytes(build / TASK_JSON, json.dumps(meta, default=str).encode())
-            try:
-                os.rename(build, self.entry_dir(key))
-            except OSError as e:
-                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise FileExistsError(f"entry {key} already exists") from e
-                raise
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
+            os.mkdir(self.entry_dir(key), self.dir_mode)
+        except FileExistsError:
+            pass
+
+    def write_task(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
+        """task.h5 (the truth) then task.json (its readable summary)."""
+        meta = {**meta, "format": FORMAT_VERSION, "key": key}
+        self._write_h5(self.path(key, TASK), "task", payload, meta)
+        self._write_bytes(self.path(key, TASK_JSON), json.dumps(meta, default=str).encode())
+
+    def create_entry(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
+        self.make_entry_dir(key)
+        self.write_task(key, payload, meta)
 
     def write_outcome(
         self, key: str, status: str, payload: bytes, meta: dict[str, Any]
@@ -333,13 +331,13 @@ class Store:
             return "done"
         if ERROR in names:
             return "failed"
-        if TASK not in names:
-            return "corrupt"
         if STARTED_JSON in names:
             return "running"
         if JOB_JSON in names:
-            return "queued"
-        return "pending"
+            return "queued"  # claimed; a local worker writes task.h5 when it starts
+        if TASK in names:
+            return "pending"
+        return None  # an empty directory: creation was interrupted, nothing to see
 
     def keys(self) -> Iterator[str]:
         try:

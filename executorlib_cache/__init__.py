@@ -1,0 +1,15 @@
+"""executorlib_cache: a file-system-backed job queue whose cache is the database."""
+
+__version__ = "0.1.0"
+
+from .catalog import get_cache_data  # noqa: E402
+from .executor import SingleNodeExecutor, get_future_from_cache  # noqa: E402
+from .future import CacheFuture  # noqa: E402
+
+__all__ = [
+    "CacheFuture",
+    "SingleNodeExecutor",
+    "get_cache_data",
+    "get_future_from_cache",
+    "__version__",
+]

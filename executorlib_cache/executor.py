@@ -1,0 +1,250 @@
+"""The executors users create.  ``submit()`` is where a call becomes an entry.
+
+    submit(fn, *args, resource_dict=..., **kwargs)
+      1. validate resources (unknown keys, bad values, cores>1 without mpi4py)
+      2. futures in args -> DependencyRef(key)           (deps)
+      3. key = name + stable content hash                (hashing)
+      4. result already in the cache? -> done future     (store; no lock, no job)
+      5. claim under the entry lock: write the entry, or attach to a live claim
+      6. hand the task to the poller                     (poller -> backend)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import reprlib
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import cloudpickle
+import zmq
+
+from . import __version__
+from .backends.base import Backend, Task
+from .backends.local import LocalBackend
+from .deps import replace_futures
+from .future import CacheFuture
+from .hashing import task_key
+from .liveness import Heartbeat, identity
+from .poller import Poller
+from .resources import merge_resources
+from .serialization import dumps_call, load_exception, loads
+from .store import HOST, JOB_JSON, CorruptEntryError, Store
+
+_live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
+_exiting = False
+
+
+def _python_exit() -> None:
+    """Like concurrent.futures: at interpreter exit, finish what was submitted."""
+    global _exiting
+    _exiting = True
+    for exe in list(_live_executors):
+        exe.shutdown(wait=True)
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+
+
+def default_cache_directory() -> str:
+    return os.environ.get("XCACHE_DIR") or ".xcache"
+
+
+class BaseExecutor(Executor):
+    """A ``concurrent.futures.Executor`` whose every call is a cache entry."""
+
+    backend_class: type[Backend] = LocalBackend
+
+    def __init__(
+        self,
+        cache_directory: str | os.PathLike[str] | None = None,
+        max_workers: int | None = None,
+        resource_dict: dict[str, Any] | None = None,
+        *,
+        secret: str | bytes | None = None,
+    ) -> None:
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise ValueError(f"max_workers must be an int >= 1 or None, got {max_workers!r}")
+        if resource_dict and "cache_key" in resource_dict:
+            raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
+        self._resources = merge_resources(None, resource_dict)
+        self._store = Store(cache_directory or default_cache_directory(), secret=secret)
+        self._backend = self._make_backend(max_workers)
+        self._backend.validate(self._resources)
+        self._ctx = zmq.Context()
+        self._poller = Poller(self._store, self._backend, self._ctx)
+        self._heartbeat = Heartbeat(self._store.root)
+        self._heartbeat.start()
+        self._owner = identity()
+        self._shutdown_lock = threading.Lock()
+        self._closed = False
+        _live_executors.add(self)
+
+    def _make_backend(self, max_workers: int | None) -> Backend:
+        return self.backend_class(self._store, max_workers)
+
+    @property
+    def cache_directory(self) -> str:
+        return str(self._store.root)
+
+    # ------------------------------------------------------------------ submit
+    def submit(  # type: ignore[override]
+        self, fn: Callable[..., Any], /, *args: Any,
+        resource_dict: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> CacheFuture:
+        if self._closed:
+            raise RuntimeError("cannot submit after shutdown()")
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r:.80}")
+        resources = merge_resources(self._resources, resource_dict)
+        self._backend.validate(resources)
+        deps: dict[str, Any] = {}
+        args = replace_futures(args, deps)
+        kwargs = replace_futures(kwargs, deps)
+        key = resources.pop("cache_key", None) or task_key(fn, args, kwargs)
+        future = CacheFuture(key)
+        if self._resolve_from_cache(future):
+            return future
+        payload = dumps_call(fn, args, kwargs)
+        meta = self._task_meta(key, fn, args, kwargs, resources, list(deps), len(payload))
+        mode = self._claim(key, payload, meta)
+        if mode == "hit" and self._resolve_from_cache(future):
+            return future
+        future._on_cancel = self._poller.cancel
+        self._poller.put(Task(key, [future], payload, resources, deps,
+                              attached=(mode == "attached"), meta=meta))
+        return future
+
+    def _resolve_from_cache(self, future: CacheFuture) -> bool:
+        """Cache hit: resolve before anyone sees the future.  Failures are not hits."""
+        key = future.key
+        if not self._store.has_result(key):
+            return False
+        try:
+            outcome = self._store.read_outcome(key)
+        except CorruptEntryError as e:
+            with self._store.claim(key):
+                if self._store.has_result(key):
+                    self._store.quarantine(key, str(e))
+            return False
+        if outcome is None or outcome.status != "done":
+            return False
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(loads(outcome.payload))
+        except Exception as e:  # e.g. the result's class is not importable here
+            future.set_exception(e)
+        return True
+
+    def _claim(self, key: str, payload: bytes, meta: dict[str, Any]) -> str:
+        """check-write-record under the entry lock: 'hit', 'owned' or 'attached'."""
+        store = self._store
+        with store.claim(key):
+            status = store.file_status(key)
+            if status == "done":
+                return "hit"
+            if status in ("queued", "running"):
+                job = store.read_json(key, JOB_JSON)
+                if self._claim_is_live(key, job):
+                    return "attached"
+                store.reset_for_retry(key)  # its owner died without a result
+            elif status == "failed":
+                store.reset_for_retry(key)  # a failure is recorded, not a cache hit
+            store.make_entry_dir(key)
+            if status is None and not self._backend.worker_writes_task:
+                store.write_task(key, payload, meta)
+            store.write_json(key, JOB_JSON, {
+                "backend": self._backend.name, "job_id": None, "owner": self._owner,
+                "submitted": time.time()})
+        return "owned"
+
+    def _claim_is_live(self, key: str, job: dict[str, Any] | None) -> bool:
+        from .backends import backend_class
+
+        cls = backend_class((job or {}).get("backend", self._backend.name))
+        return cls.claim_is_live(self._store, key, job)
+
+    def _task_meta(self, key: str, fn: Any, args: tuple, kwargs: dict,
+                   resources: dict[str, Any], deps: list[str], size: int) -> dict[str, Any]:
+        return {
+            "key": key,
+            "function": getattr(fn, "__name__", type(fn).__name__),
+            "module": getattr(fn, "__module__", None),
+            "qualname": getattr(fn, "__qualname__", None),
+            "submitted": time.time(),
+            "host": HOST,
+            "user": _user(),
+            "pid": os.getpid(),
+            "python": platform.python_version(),
+            "version": __version__,
+            "cloudpickle": cloudpickle.__version__,
+            "resource_dict": resources,
+            "dependencies": deps,
+            "args": _repr.repr(args)[:300],
+            "kwargs": _repr.repr(kwargs)[:300],
+            "payload_size": size,
+        }
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._shutdown_lock:
+            first = not self._closed
+            self._closed = True
+        if cancel_futures:
+            for task in list(self._poller._tasks.values()):
+                for f in list(task.futures):
+                    f.cancel()
+        if first:
+            self._poller.stop(detach=not wait)
+        if wait:
+            self._poller.join()
+            self._heartbeat.stop()
+            if self._poller.error is not None:
+                raise RuntimeError("executorlib_cache poller failed") from self._poller.error
+        _live_executors.discard(self)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+class SingleNodeExecutor(BaseExecutor):
+    """Run calls on this machine in persistent worker processes (MPI via mpiexec)."""
+
+    backend_class = LocalBackend
+
+
+def get_future_from_cache(cache_directory: str | os.PathLike[str], key: str) -> CacheFuture:
+    """A future for an existing entry: done, failed, or resolved when it finishes."""
+    from .watch import watch_entry
+
+    store = Store(cache_directory, create=False)
+    future = CacheFuture(key)
+    outcome = store.read_outcome(key) if store.names(key) is not None else None
+    if outcome is not None:
+        future.set_running_or_notify_cancel()
+        if outcome.status == "done":
+            future.set_result(loads(outcome.payload))
+        else:
+            future.set_exception(load_exception(outcome.payload, outcome.meta))
+        return future
+    if store.names(key) is None:
+        raise KeyError(f"no entry {key!r} in {store.root}")
+    watch_entry(store, future)
+    return future

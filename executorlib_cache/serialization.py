@@ -1,0 +1,83 @@
+"""Turning calls, results and exceptions into bytes and back (cloudpickle).
+
+Pickling errors are made specific: a user who passes an open file or a lock
+learns *which* argument is the problem at ``submit()``, not from a dead job.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from .errors import RemoteError, RemoteTraceback
+
+PROTOCOL = 5
+
+
+def dumps(obj: Any) -> bytes:
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def dumps_call(fn: Any, args: tuple, kwargs: dict) -> bytes:
+    """Pickle ``(fn, args, kwargs)``; on failure name the culprit."""
+    try:
+        return dumps((fn, args, kwargs))
+    except Exception as exc:
+        for label, value in _parts(fn, args, kwargs):
+            try:
+                dumps(value)
+            except Exception as e:
+                raise TypeError(
+                    f"{label} of {getattr(fn, '__name__', fn)!r} cannot be pickled "
+                    f"({type(value).__name__}): {e}"
+                ) from e
+        raise TypeError(f"the call cannot be pickled: {exc}") from exc
+
+
+def _parts(fn: Any, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
+    parts: list[tuple[str, Any]] = [("the function", fn)]
+    parts += [(f"positional argument {i}", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    return parts
+
+
+def dumps_exception(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
+    """Payload and metadata of a failure; the exception survives unpicklable."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    meta = {
+        "error_type": type(exc).__qualname__,
+        "error_module": type(exc).__module__,
+        "error_message": str(exc)[:2000],
+        "traceback": tb[-32000:],
+    }
+    exc.__traceback__ = None
+    try:
+        payload = dumps(exc)
+        pickle.loads(payload)  # some exceptions pickle but do not unpickle
+    except Exception:
+        payload = dumps(RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"))
+    return payload, meta
+
+
+def load_exception(payload: bytes, meta: dict[str, Any]) -> BaseException:
+    """Rebuild the remote exception with its traceback text as ``__cause__``."""
+    try:
+        exc = loads(payload) if payload else None
+    except Exception:
+        exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(
+            f"{meta.get('error_module', '?')}.{meta.get('error_type', '?')}: "
+            f"{meta.get('error_message', '')}"
+        )
+    tb = meta.get("traceback")
+    if tb:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc
