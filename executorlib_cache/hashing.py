@@ -1,0 +1,591 @@
+"""Cache keys: ``task_key(fn, args, kwargs)`` names the cache entry of a call.
+
+The key is the only link between a call and its cached result, so it must be a
+function of *what is computed* and of nothing else.  The rules, and how they are kept:
+
+* **Same key in every process.**  Nothing here uses ``hash()``, ``id()`` order or
+  iteration order of sets: sets/frozensets are encoded as the sorted digests of their
+  elements, dicts as the sorted digests of their (key, value) entries.  So the key is
+  the same under any ``PYTHONHASHSEED`` and whatever order kwargs were passed in.
+  Dicts passed as *arguments* are order-insensitive too (as ``==`` is); an
+  ``OrderedDict`` keeps its order.
+* **Our own encoding, not pickle bytes.**  Pickle output changes with the cloudpickle
+  version, and cloudpickle pickles importable functions *by reference* (an edited body
+  would keep its key).  Values are encoded by a tagged walk (``1``, ``1.0``, ``"1"``,
+  ``b"1"`` and ``True`` all differ); ordinary objects by their type plus the parts of
+  ``__reduce_ex__(4)``.  cloudpickle bytes are only a last resort for objects that
+  cannot be reduced (property, mappingproxy, dict views...): such keys are stable only
+  for one cloudpickle version, which is a cache miss at worst.
+* **Functions are hashed by their code, wherever they live.**  The fingerprint of a
+  function is its module, qualname and a hash of its code object (``co_code``,
+  constants with nested code objects, names, variable names, argument counts, flags,
+  exception table) -- never ``co_filename``, ``co_firstlineno`` or the line tables, so
+  moving or renaming the script, another working directory or a blank line / comment
+  above the function keep the key, while editing the body changes it.  Also hashed:
+  ``__defaults__``, ``__kwdefaults__``, closure cell contents, and the globals the
+  code (including nested code objects) names: functions and classes *of the same
+  module* contribute their own fingerprint (so editing a helper the function calls
+  changes the key), simple constants (None/bool/int/float/str/bytes and tuples of
+  those) their value, modules their name, functions/builtins of other modules their
+  qualified name, anything else only its type's qualified name (a global list or
+  config object may change without changing the key).  Functions and classes of the
+  same module are collected as a graph (each hashed once, recursion is harmless) and
+  the fingerprint is the root's own digest plus the *sorted* digests of the rest.
+  Builtins are fingerprinted by module + qualname (+ ``__self__``), partials by their
+  function plus arguments, bound methods by ``__func__`` plus ``__self__``, classes by
+  their methods and attributes, callable instances by their class plus their state.
+* **Upstream tasks by key.**  A :class:`~executorlib_cache.deps.DependencyRef` and any
+  future carrying a ``key`` string both encode as "dependency on <key>", so a
+  dependent's key does not depend on whether its upstream was pending or done (a
+  future without a key is refused: its value is unknown).
+* **Versioned.**  Keys look like ``name-v1-<32 hex>``; the hash starts with a version
+  tag, so changing the encoding means bumping :data:`KEY_VERSION`.
+
+Recursive values are encoded with back-references to the container being encoded.
+Shared (non-recursive) sub-objects are encoded once per occurrence.
+
+Cost (Python 3.11, this project's 2-core machine, timeit): ``task_key`` of a
+module-level function with three small positional and one keyword argument takes
+about 6 us (3 us with one int argument) after the first call (~110 us), because the
+fingerprint of a function without closure and with immutable defaults is memoized per
+function object and re-validated by identity checks of every global (and class
+attribute) it read (reassigning ``fn.__code__``/``fn.__defaults__`` in place is not
+detected; the memo is cleared past 4096 functions because its entries keep their
+function's globals alive).  Closures whose cells hold constants, functions, classes
+or modules are memoized the same way; a fresh function object (a lambda written in
+the submit call) costs ~12-18 us.
+Numeric numpy arrays are streamed into the hash without a copy when C-contiguous:
+about 1 GB/s for a 100 MB array, the speed of blake2b itself.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import enum
+import hashlib
+import re
+import struct
+import sys
+import types
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from functools import partial
+from pathlib import PurePath
+from typing import Any
+
+import cloudpickle
+
+from executorlib_cache.deps import DependencyRef
+
+KEY_VERSION = 1
+
+_KEY_TAG = b"xcache-key-v%d\0" % KEY_VERSION
+_NAME_MAX = 40
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+_NAN = struct.pack("<d", float("nan"))
+_SIMPLE_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+_BUILTIN_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+)
+#: class attributes that say where/how a class was defined, not what it does;
+#: ``__slotnames__`` is added lazily by copyreg, ``__firstlineno__`` by Python 3.13
+_UNHASHED_CLASS_ATTRS = frozenset(
+    {"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__slotnames__",
+     "__firstlineno__", "__static_attributes__"}
+)
+_MISSING = object()
+_LENGTH = object()  # read-record key meaning "len(mapping)"
+_CELL = object()  # read-record key meaning "the contents of this closure cell"
+_MEMO_MAX = 4096
+
+#: fingerprint memo: function or class -> (digest, reads); a read is
+#: (mapping, key, value seen), (mapping, _LENGTH, length) or (cell, _CELL, contents)
+_FINGERPRINTS: weakref.WeakKeyDictionary[Callable, tuple[bytes, tuple]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def task_key(fn: Callable, args: tuple, kwargs: dict) -> str:
+    """The cache key of ``fn(*args, **kwargs)``: ``name-v<KEY_VERSION>-<32 hex>``."""
+    enc = _Encoder()
+    enc.h.update(_KEY_TAG)
+    enc.put(b"F", enc.callable_digest(fn))
+    enc.value(tuple(args))
+    enc.value(dict(kwargs))
+    return f"{function_name(fn)}-v{KEY_VERSION}-{enc.h.hexdigest()[:32]}"
+
+
+def canonical_digest(obj: Any) -> str:
+    """Hex digest of the canonical encoding of ``obj`` (see the module docstring)."""
+    enc = _Encoder()
+    enc.value(obj)
+    return enc.h.hexdigest()
+
+
+def function_name(fn: Any) -> str:
+    """Short name of ``fn`` usable as a directory-name prefix: ``[A-Za-z0-9_]{1,40}``."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str):
+        name = type(fn).__name__
+    return _UNSAFE_NAME_CHARS.sub("", name)[:_NAME_MAX] or "call"
+
+
+def _new_hash() -> Any:
+    return hashlib.blake2b(digest_size=32)
+
+
+def _is_simple(value: Any) -> bool:
+    """None/bool/int/float/str/bytes or a tuple of those: safe to hash by value."""
+    if type(value) is tuple:
+        return all(_is_simple(v) for v in value)
+    return type(value) in _SIMPLE_TYPES
+
+
+def _qualified_name(obj: Any) -> tuple[str, str]:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    qualname = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return str(module), str(qualname)
+
+
+def _global_names(code: types.CodeType) -> dict[str, None]:
+    """Names ``code`` and its nested code objects look up (in first-seen order)."""
+    names = dict.fromkeys(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(_global_names(const))
+    return names
+
+
+def _cell_contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _MISSING
+
+
+def _reads_unchanged(reads: tuple) -> bool:
+    for holder, key, seen in reads:
+        if key is _LENGTH:
+            changed = len(holder) != seen
+        elif key is _CELL:
+            changed = _cell_contents(holder) is not seen
+        else:
+            changed = holder.get(key, _MISSING) is not seen
+        if changed:
+            return False
+    return True
+
+
+def _is_shared_constant(value: Any) -> bool:
+    """Safe to memoize by identity: immutable, or hashed by its own (tracked) reads."""
+    return _is_simple(value) or isinstance(value, (types.FunctionType, type, types.ModuleType))
+
+
+def _wrapped_function(obj: Any) -> Any:
+    """The function a decorator object (``functools.cache``...) wraps, else None."""
+    try:
+        wrapped = obj.__wrapped__
+    except Exception:  # arbitrary objects may raise anything from __getattr__
+        return None
+    return wrapped if type(wrapped) is types.FunctionType else None
+
+
+class _Encoder:
+    """One canonical walk, feeding ``self.h``.
+
+    ``containers`` maps the id of every value being encoded to its depth (for
+    back-references); ``in_progress`` holds ids of callables being fingerprinted (a
+    closure cell holding its own function); ``reads``/``memo_ok`` decide whether the
+    fingerprint being computed may be memoized.
+    """
+
+    __slots__ = ("h", "containers", "in_progress", "reads", "memo_ok")
+
+    def __init__(self) -> None:
+        self.h = _new_hash()
+        self.containers: dict[int, int] = {}
+        self.in_progress: set[int] = set()
+        self.reads: list[tuple[Any, Any, Any]] = []
+        self.memo_ok = True
+
+    # -- primitives -------------------------------------------------------------------
+
+    def header(self, tag: bytes, n: int) -> None:
+        self.h.update(tag + n.to_bytes(8, "little"))
+
+    def put(self, tag: bytes, payload: bytes) -> None:
+        self.h.update(tag + len(payload).to_bytes(8, "little") + payload)
+
+    def text(self, tag: bytes, s: str) -> None:
+        self.put(tag, s.encode("utf-8", "surrogatepass"))
+
+    def qualified(self, tag: bytes, module: str, qualname: str) -> None:
+        self.text(tag, module)
+        self.text(b".", qualname)
+
+    def sub_digest(self, encode: Callable[..., None], *args: Any) -> bytes:
+        outer, self.h = self.h, _new_hash()
+        encode(*args)
+        digest: bytes = self.h.digest()
+        self.h = outer
+        return digest
+
+    def enter(self, obj: Any) -> bool:
+        """Start encoding a container; False (and a back-reference) if it is recursive."""
+        depth = self.containers.get(id(obj))
+        if depth is not None:
+            self.header(b"^", depth)
+            return False
+        self.containers[id(obj)] = len(self.containers)
+        return True
+
+    def leave(self, obj: Any) -> None:
+        del self.containers[id(obj)]
+
+    # -- values -----------------------------------------------------------------------
+
+    def value(self, obj: Any) -> None:
+        encode = _EXACT_TYPES.get(type(obj))
+        if encode is not None:
+            encode(self, obj)
+        else:
+            self.other_value(obj)
+
+    def none(self, obj: None) -> None:
+        self.h.update(b"N")
+
+    def bool_(self, obj: bool) -> None:
+        self.h.update(b"1" if obj else b"0")
+
+    def int_(self, obj: int) -> None:
+        self.put(b"i", obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True))
+
+    def float_(self, obj: float) -> None:
+        self.h.update(b"f" + (_NAN if obj != obj else struct.pack("<d", obj)))
+
+    def complex_(self, obj: complex) -> None:
+        self.h.update(b"c")
+        self.float_(obj.real)
+        self.float_(obj.imag)
+
+    def str_(self, obj: str) -> None:
+        self.text(b"s", obj)
+
+    def bytes_(self, obj: bytes) -> None:
+        self.put(b"b", obj)
+
+    def bytearray_(self, obj: bytearray) -> None:
+        self.put(b"B", bytes(obj))
+
+    def sequence(self, obj: list | tuple) -> None:
+        if self.enter(obj):
+            self.header(b"l" if type(obj) is list else b"t", len(obj))
+            for item in obj:
+                self.value(item)
+            self.leave(obj)
+
+    def dict_(self, obj: dict) -> None:
+        if self.enter(obj):
+            self.items(b"d", obj.items(), ordered=False)
+            self.leave(obj)
+
+    def items(self, tag: bytes, items: Iterable, ordered: bool) -> None:
+        """Mapping entries; unordered ones sorted by (key digest, value digest)."""
+        digest = self.sub_digest
+        entries = [digest(self.value, k) + digest(self.value, v) for k, v in items]
+        if not ordered:
+            entries.sort()
+        self.header(tag, len(entries))
+        self.h.update(b"".join(entries))
+
+    def set_(self, obj: set | frozenset) -> None:
+        if self.enter(obj):
+            digests = sorted(self.sub_digest(self.value, item) for item in obj)
+            self.header(b"S" if type(obj) is frozenset else b"{", len(digests))
+            self.h.update(b"".join(digests))
+            self.leave(obj)
+
+    def range_(self, obj: range) -> None:
+        self.h.update(b"R")
+        for part in (obj.start, obj.stop, obj.step):
+            self.int_(part)
+
+    def slice_(self, obj: slice) -> None:
+        self.h.update(b":")
+        for part in (obj.start, obj.stop, obj.step):
+            self.value(part)
+
+    def dependency(self, obj: DependencyRef) -> None:
+        self.text(b"D", obj.key)
+
+    def callable_value(self, obj: Any) -> None:
+        self.put(b"F", self.callable_digest(obj))
+
+    def other_value(self, obj: Any) -> None:
+        numpy = sys.modules.get("numpy")  # no numpy imported -> no numpy objects
+        if isinstance(obj, enum.Enum):
+            self.qualified(b"E", *_qualified_name(type(obj)))
+            self.value(obj.name if obj.name is not None else obj.value)
+        elif isinstance(obj, DependencyRef):
+            self.dependency(obj)
+        elif isinstance(obj, Future):
+            self.future(obj)
+        elif isinstance(obj, type):
+            self.class_value(obj)
+        elif isinstance(obj, types.ModuleType):
+            self.text(b"M", obj.__name__)
+        elif isinstance(obj, PurePath):
+            self.text(b"P", str(obj))
+        elif isinstance(obj, types.CodeType):
+            self.put(b"C", self.sub_digest(self.code, obj))
+        elif numpy is not None and type(obj) is numpy.ndarray:
+            self.ndarray(obj, numpy)
+        elif numpy is not None and isinstance(obj, numpy.generic):
+            self.text(b"n", obj.dtype.str)
+            self.put(b"v", obj.tobytes())
+        else:
+            self.reduced(obj)
+
+    def future(self, obj: Future) -> None:
+        key = getattr(obj, "key", None)
+        if not isinstance(key, str):
+            raise TypeError(
+                "a future without a cache key cannot be part of a cache key: pass futures "
+                "returned by an executorlib_cache executor"
+            )
+        self.text(b"D", key)
+
+    def class_value(self, cls: type) -> None:
+        """A class as a value: by name; ``__main__`` classes also by their contents."""
+        if cls.__module__ == "__main__":
+            self.put(b"G", self.graph_digest(cls))
+        else:
+            self.qualified(b"T", *_qualified_name(cls))
+
+    def ndarray(self, arr: Any, numpy: Any) -> None:
+        self.h.update(b"a")
+        self.value(arr.dtype.descr if arr.dtype.fields else arr.dtype.str)
+        self.value(arr.shape)
+        if arr.dtype.hasobject:
+            if self.enter(arr):
+                self.h.update(b"o")
+                self.value(arr.tolist())
+                self.leave(arr)
+            return
+        flat = numpy.ascontiguousarray(arr).reshape(-1).view(numpy.uint8)  # no copy if C order
+        self.header(b"A", flat.nbytes)
+        self.h.update(flat)
+
+    def reduced(self, obj: Any) -> None:
+        """An ordinary object: its type plus the parts of ``__reduce_ex__(4)``."""
+        try:
+            reducer = copyreg.dispatch_table.get(type(obj))
+            parts = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
+        except Exception:
+            self.pickled(obj)
+            return
+        if isinstance(parts, str):  # a global singleton, pickled by name
+            self.qualified(b"g", getattr(obj, "__module__", None) or type(obj).__module__, parts)
+            return
+        if not self.enter(obj):
+            return
+        func, args, state, listitems, dictitems = (tuple(parts) + (None,) * 4)[:5]
+        self.h.update(b"O")
+        self.class_value(type(obj))
+        self.qualified(b"q", *_qualified_name(func))
+        self.value(args)
+        self.value(state)
+        self.value(None if listitems is None else list(listitems))
+        if dictitems is not None:
+            self.items(b"d", dictitems, ordered=isinstance(obj, OrderedDict))
+        self.leave(obj)
+
+    def pickled(self, obj: Any) -> None:
+        """Last resort: cloudpickle bytes (stable only for one cloudpickle version)."""
+        try:
+            data = cloudpickle.dumps(obj, protocol=4)
+        except Exception as exc:
+            raise TypeError(
+                f"cannot compute a cache key: {type(obj).__qualname__} object is neither "
+                f"reducible nor picklable ({exc})"
+            ) from exc
+        self.put(b"p", data)
+
+    # -- callables --------------------------------------------------------------------
+
+    def callable_digest(self, fn: Any) -> bytes:
+        if type(fn) is types.FunctionType or isinstance(fn, type):
+            return self.graph_digest(fn)
+        return self.sub_digest(self.callable_fingerprint, fn)
+
+    def callable_fingerprint(self, fn: Any) -> None:
+        if isinstance(fn, types.MethodType):
+            self.put(b"m", self.callable_digest(fn.__func__))
+            self.value(fn.__self__)
+        elif isinstance(fn, partial):
+            self.put(b"P", self.callable_digest(fn.func))
+            self.value(fn.args)
+            self.value(fn.keywords)
+        elif isinstance(fn, _BUILTIN_CALLABLES):
+            self.qualified(b"q", *_qualified_name(fn))
+            self.value(getattr(fn, "__self__", None))
+        else:  # a callable instance; decorators like functools.cache: also what they wrap
+            self.put(b"G", self.graph_digest(type(fn)))
+            wrapped = _wrapped_function(fn)
+            if wrapped is not None:
+                self.put(b"w", self.graph_digest(wrapped))
+            self.reduced(fn)
+
+    def graph_digest(self, root: Any) -> bytes:
+        """Fingerprint of a function or class (see :meth:`graph`).  Outside any other
+        fingerprint it does not depend on context, so it is memoized while every global,
+        class attribute and closure cell it read is unchanged."""
+        if id(root) in self.in_progress:  # e.g. a closure cell holding its own function
+            return self.sub_digest(self.qualified, b"@", *_qualified_name(root))
+        if self.in_progress:
+            return self.graph(root)
+        cached = _FINGERPRINTS.get(root)
+        if cached is not None and _reads_unchanged(cached[1]):
+            return cached[0]
+        self.reads, self.memo_ok = [], True
+        digest = self.graph(root)
+        if self.memo_ok:
+            if len(_FINGERPRINTS) >= _MEMO_MAX:  # entries reference their key: bound them
+                _FINGERPRINTS.clear()
+            _FINGERPRINTS[root] = (digest, tuple(self.reads))
+        return digest
+
+    def graph(self, root: Any) -> bytes:
+        """The root's own digest followed by the sorted digests of the functions/classes
+        of its module it reaches through globals, bases and class attributes (sorted, so
+        the walk order is irrelevant; each is hashed once, so recursion is harmless)."""
+        self.in_progress.add(id(root))
+        home = root.__module__
+        seen, queue, digests = {id(root)}, [root], []
+        while queue:
+            node = queue.pop()
+            reached: list[Any] = []
+            if isinstance(node, type):
+                digests.append(self.sub_digest(self.class_body, node, home, reached))
+            else:
+                digests.append(self.sub_digest(self.function_body, node, home, reached))
+            for ref in reached:
+                if id(ref) not in seen:
+                    seen.add(id(ref))
+                    queue.append(ref)
+        self.in_progress.discard(id(root))
+        digest = _new_hash()
+        digest.update(digests[0] + b"".join(sorted(digests[1:])))
+        result: bytes = digest.digest()
+        return result
+
+    def function_body(self, fn: types.FunctionType, home: str, reached: list) -> None:
+        self.qualified(b"F", *_qualified_name(fn))
+        self.put(b"C", self.sub_digest(self.code, fn.__code__))
+        defaults, kwdefaults = fn.__defaults__, fn.__kwdefaults__
+        if not (_is_simple(defaults) and all(map(_is_simple, (kwdefaults or {}).values()))):
+            self.memo_ok = False
+        self.value(defaults)
+        self.value(kwdefaults)
+        self.header(b"k", len(fn.__closure__ or ()))
+        for cell in fn.__closure__ or ():
+            contents = _cell_contents(cell)
+            self.reads.append((cell, _CELL, contents))
+            if contents is _MISSING:
+                self.h.update(b"-")
+            else:
+                self.memo_ok = self.memo_ok and _is_shared_constant(contents)
+                self.value(contents)
+        namespace = fn.__globals__
+        for name in _global_names(fn.__code__):
+            found = namespace.get(name, _MISSING)
+            self.reads.append((namespace, name, found))
+            if found is not _MISSING:
+                self.text(b"n", name)
+                self.reference(found, home, reached)
+
+    def class_body(self, cls: type, home: str, reached: list) -> None:
+        self.qualified(b"T", *_qualified_name(cls))
+        for base in cls.__bases__:
+            self.reference(base, home, reached)
+        attrs = vars(cls)
+        self.reads.append((attrs, _LENGTH, len(attrs)))
+        for name in sorted(attrs):
+            if name not in _UNHASHED_CLASS_ATTRS:
+                self.reads.append((attrs, name, attrs[name]))
+                self.text(b"n", name)
+                self.reference(attrs[name], home, reached)
+
+    def reference(self, obj: Any, home: str, reached: list) -> None:
+        """A global or class attribute: same-module functions/classes join the graph."""
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        wrapped = _wrapped_function(obj) if callable(obj) else None
+        if wrapped is not None and type(obj) is not types.FunctionType:
+            self.h.update(b"w")  # a decorator object: hash what it wraps, then itself
+            self.reference(wrapped, home, reached)
+        if type(obj) is types.FunctionType or isinstance(obj, type):
+            if obj.__module__ == home:
+                reached.append(obj)
+                self.qualified(b"&", *_qualified_name(obj))
+            else:
+                self.qualified(b"q", *_qualified_name(obj))
+        elif _is_simple(obj):
+            self.value(obj)
+        elif isinstance(obj, types.ModuleType):
+            self.text(b"M", obj.__name__)
+        elif isinstance(obj, property):
+            self.h.update(b"h")
+            for accessor in (obj.fget, obj.fset, obj.fdel):
+                self.reference(accessor, home, reached)
+        elif isinstance(obj, _BUILTIN_CALLABLES):
+            self.qualified(b"q", *_qualified_name(obj))
+        else:
+            self.qualified(b"y", *_qualified_name(type(obj)))
+
+    def code(self, code: types.CodeType) -> None:
+        """A code object without its file name, line numbers or position tables."""
+        self.put(b"b", code.co_code)
+        self.put(b"x", getattr(code, "co_exceptiontable", b""))
+        self.h.update(
+            struct.pack(
+                "<4q", code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                code.co_flags,
+            )
+        )
+        self.text(b"s", code.co_name)
+        for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
+            self.value(names)
+        self.value(code.co_consts)  # nested code objects come back here
+
+
+_EXACT_TYPES: dict[type, Callable[[_Encoder, Any], None]] = {
+    type(None): _Encoder.none,
+    bool: _Encoder.bool_,
+    int: _Encoder.int_,
+    float: _Encoder.float_,
+    complex: _Encoder.complex_,
+    str: _Encoder.str_,
+    bytes: _Encoder.bytes_,
+    bytearray: _Encoder.bytearray_,
+    list: _Encoder.sequence,
+    tuple: _Encoder.sequence,
+    dict: _Encoder.dict_,
+    set: _Encoder.set_,
+    frozenset: _Encoder.set_,
+    range: _Encoder.range_,
+    slice: _Encoder.slice_,
+    DependencyRef: _Encoder.dependency,
+    types.FunctionType: _Encoder.callable_value,
+    types.MethodType: _Encoder.callable_value,
+    partial: _Encoder.callable_value,
+    types.BuiltinFunctionType: _Encoder.callable_value,
+}
