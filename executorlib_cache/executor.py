@@ -114,7 +114,7 @@ class BaseExecutor(Executor):
         deps: dict[str, Any] = {}
         args = replace_futures(args, deps)
         kwargs = replace_futures(kwargs, deps)
-        key = resources.pop("cache_key", None) or task_key(fn, args, kwargs)
+        key = resources.pop("cache_key", None) or _key_of(fn, args, kwargs)
         future = CacheFuture(key)
         if self._resolve_from_cache(future):
             return future
@@ -215,6 +215,14 @@ class BaseExecutor(Executor):
             if self._poller.error is not None:
                 raise RuntimeError("executorlib_cache poller failed") from self._poller.error
         _live_executors.discard(self)
+
+
+def _key_of(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:
+    try:
+        return task_key(fn, args, kwargs)
+    except Exception:
+        dumps_call(fn, args, kwargs)  # an unpicklable argument: raise the error naming it
+        raise
 
 
 def _user() -> str:
