@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import platform
@@ -225,6 +226,7 @@ def _key_of(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:
         raise
 
 
+@functools.lru_cache(maxsize=1)
 def _user() -> str:
     try:
         return getpass.getuser()

@@ -109,6 +109,7 @@ class Store:
         file_mode: int | None = None,
     ) -> None:
         self.root = Path(directory).expanduser().absolute()
+        self._root = str(self.root)
         self.dir_mode = dir_mode if dir_mode is not None else int(
             os.environ.get("XCACHE_DIR_MODE", "700"), 8
         )
@@ -257,7 +258,8 @@ class Store:
             return None
         return data if isinstance(data, dict) else None
 
-    def _read_h5(self, path: Path, kind: str | tuple[str, ...]) -> tuple[bytes, dict[str, Any]]:
+    def _read_h5(self, path: Path | str, kind: str | tuple[str, ...]
+                 ) -> tuple[bytes, dict[str, Any]]:
         try:
             fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_fapl())
         except FileNotFoundError:
@@ -268,7 +270,9 @@ class Store:
             raise CorruptEntryError(f"{path}: not a readable HDF5 file ({e})") from e
         try:
             meta_json = _read_attr(fid, b"meta").decode()
-            sig = _read_attr(fid, b"hmac").decode() if h5a.exists(fid, b"hmac") else None
+            sig = None
+            if self.secret is not None and h5a.exists(fid, b"hmac"):
+                sig = _read_attr(fid, b"hmac").decode()
             did = h5d.open(fid, b"payload")
             buf = np.empty(did.shape[0], dtype=np.uint8)
             if buf.size:
@@ -302,13 +306,14 @@ class Store:
         return self._read_h5(self.path(key, TASK), "task")
 
     def has_result(self, key: str) -> bool:
-        return os.path.exists(self.path(key, RESULT))
+        return os.path.exists(f"{self._root}/{key}/{RESULT}")
 
     def read_outcome(self, key: str) -> Outcome | None:
         """The finished state of an entry, or None if it has not finished."""
         for name, status in ((RESULT, "done"), (ERROR, "failed")):
             try:
-                payload, meta = self._read_h5(self.path(key, name), status)
+                # str paths: pathlib costs ~10 us a join, noticeable at 10,000 hits
+                payload, meta = self._read_h5(f"{self._root}/{key}/{name}", status)
             except FileNotFoundError:
                 continue
             return Outcome(status, payload, meta)
@@ -317,7 +322,7 @@ class Store:
     def names(self, key: str) -> set[str] | None:
         """The files of an entry (None if there is no such entry)."""
         try:
-            return {e.name for e in os.scandir(self.entry_dir(key))}
+            return set(os.listdir(f"{self._root}/{key}"))
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -453,3 +458,30 @@ def _unlink(path: Path | str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+# ---------------------------------------------------------------------- fast listing
+def read_json_file(path: str) -> dict[str, Any] | None:
+    """:meth:`Store.read_json` for a plain string path, for listing many entries.
+
+    Same answer (None when missing, unreadable or not a JSON object) without
+    pathlib and buffered file objects, about 3x cheaper: ``xcache ls`` reads two
+    of these per entry for 100,000 entries.  (Added for ``catalog``/``xcache``.)
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            chunks.append(chunk)
+            if len(chunk) < 1 << 16:  # a short read of a regular file is its end
+                break
+        data = json.loads(b"".join(chunks))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return data if isinstance(data, dict) else None
