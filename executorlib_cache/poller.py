@@ -32,7 +32,7 @@ from .errors import SubmissionError, TaskDiedError, UpstreamFailedError
 from .future import CacheFuture
 from .liveness import identity
 from .serialization import dumps, dumps_exception, load_exception, loads
-from .store import ERROR, JOB_JSON, RESULT, CorruptEntryError, Store
+from .store import ERROR, JOB_JSON, RESULT, TASK, CorruptEntryError, Store
 
 _ids = itertools.count()
 ATTACHED_CHECK_MIN, ATTACHED_CHECK_MAX = 0.02, 0.5
@@ -294,6 +294,8 @@ class Poller:
             if type(self.backend).claim_is_live(self.store, task.key, job):
                 return
             self.store.reset_for_retry(task.key)
+            if TASK not in names and not self.backend.worker_writes_task:
+                self.store.write_task(task.key, task.payload, task.meta)
             self.store.write_json(task.key, JOB_JSON, {
                 "backend": self.backend.name, "job_id": None, "owner": identity(),
                 "submitted": time.time()})

@@ -58,9 +58,14 @@ def _reply(sock: zmq.Socket, key: str, status: str, out: bytes, meta: dict[str, 
         pass  # the driver is gone; the outcome is in the cache anyway
 
 
-def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int) -> None:
+def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
+          parent: int) -> None:
+    """Serve tasks until told to exit or the driver ``parent`` is gone.
+
+    ``parent`` comes from the command line: reading ``os.getppid()`` at start-up
+    would miss a driver that died while this interpreter was still importing.
+    """
     store = Store(cache_directory, create=False, dir_mode=dir_mode, file_mode=file_mode)
-    parent = os.getppid()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 2000)
@@ -99,8 +104,8 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int) -> 
 
 
 def main() -> None:
-    address, cache_directory, dir_mode, file_mode = sys.argv[1:5]
-    serve(address, cache_directory, int(dir_mode, 8), int(file_mode, 8))
+    address, cache_directory, dir_mode, file_mode, parent = sys.argv[1:6]
+    serve(address, cache_directory, int(dir_mode, 8), int(file_mode, 8), int(parent))
 
 
 if __name__ == "__main__":

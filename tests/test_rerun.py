@@ -39,6 +39,29 @@ if __name__ == "__main__":
 """
 
 
+def workers_of(cache_dir: Path) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        try:
+            cmd = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"executorlib_cache.worker" in cmd and str(cache_dir).encode() in cmd:
+            stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] != "Z":
+                pids.append(int(p.name))
+    return pids
+
+
+def wait_for_no_workers(cache_dir: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while workers_of(cache_dir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def executions(counter: Path) -> list[int]:
     return [int(x) for x in counter.read_text().split()] if counter.exists() else []
 
@@ -155,6 +178,7 @@ def test_killed_driver_leaves_no_corrupt_entries_and_rerun_completes(tmp_path, c
         proc.wait(timeout=10)
         data = get_cache_data(cache_dir)
         assert not [e for e in data if e["status"] == "corrupt"], data
+    assert wait_for_no_workers(cache_dir, 15), "orphaned workers outlived their driver"
     out = run_script(script, str(cache_dir), str(counter), "40", "0.02").stdout
     assert parse(out, "RESULTS") == str([i * i for i in range(40)])
     ran = executions(counter)

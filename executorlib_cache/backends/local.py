@@ -93,7 +93,8 @@ class LocalBackend(Backend):
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         proc = subprocess.Popen(
             [sys.executable, "-m", "executorlib_cache.worker", f"ipc://{self._dir}/workers",
-             str(self.store.root), oct(self.store.dir_mode)[2:], oct(self.store.file_mode)[2:]],
+             str(self.store.root), oct(self.store.dir_mode)[2:], oct(self.store.file_mode)[2:],
+             str(os.getpid())],
             stdin=subprocess.DEVNULL,
             env=env,
         )
