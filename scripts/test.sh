@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# test.sh -- THE test command of executorlib_cache (README: `sudo bash scripts/test.sh`,
+# or as root `bash scripts/test.sh`; extra arguments go to pytest).
+#
+#  1. creates/updates a venv ($VENV, default .venv-test in the repo) with an editable
+#     install of '.[all,test]' plus the mpich wheel (mpiexec for MPI tasks);
+#  2. as root, brings up a single-node SLURM with scripts/start-slurm.sh unless one is
+#     already up, and stops it on exit only if this run started it; exports
+#     XCACHE_TEST_SLURM=1 when SLURM answers. Without root and without a running
+#     SLURM, the SLURM tests are skipped (it says how to enable them). With CI=true a
+#     SLURM that cannot be brought up is a failure, not a skip;
+#  3. puts the venv's bin first on PATH, so that batch jobs, which inherit the
+#     environment of sbatch, find the venv's `python` and `mpiexec`;
+#  4. runs ruff, mypy and pytest; exits with pytest's code (5 = no test ran is a
+#     failure too), or 1 if only ruff/mypy failed.
+#
+# Knobs (env): VENV, PYTHON (interpreter for the venv, default python3),
+# XCACHE_TEST_SLURM=0 (do not look for or start SLURM), SLURM_CI_* (start-slurm.sh).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+VENV=${VENV:-$REPO/.venv-test}
+PYTHON=${PYTHON:-python3}
+IS_CI=0; case "${CI:-}" in true|1|yes) IS_CI=1;; esac
+
+log() { echo "[test.sh $(date +%T)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+t_start=$SECONDS
+
+# ------------------------------------------------------------------ 1. venv
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV"
+  "$PYTHON" -m venv "$VENV" \
+    || die "'$PYTHON -m venv' failed (Debian: apt-get install python3-venv)"
+fi
+# keep the venv out of `git status` (venv writes this itself only from Python 3.13)
+[ -e "$VENV/.gitignore" ] || echo '*' > "$VENV/.gitignore"
+log "installing -e '.[all,test]' mpich into $VENV"
+# editable: the suite tests the working tree (setuptools maps cli/ and
+# scheduler_templates/ into executorlib_cache.* through its editable finder)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[all,test]' mpich \
+  || die "pip install failed"
+export PATH="$VENV/bin:$PATH"
+hash -r
+log "venv ready after $((SECONDS - t_start))s: $(command -v python), mpiexec: $(command -v mpiexec || echo none)"
+
+# ------------------------------------------------------------------ 2. SLURM
+slurm_state=""
+slurm_ready() {
+  command -v sinfo >/dev/null 2>&1 || return 1
+  timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
+  timeout 10 sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'
+}
+cleanup() {
+  local rc=$?
+  if [ -n "$slurm_state" ]; then
+    log "stopping the SLURM this run started"
+    SLURM_CI_STATE=$slurm_state bash "$REPO/scripts/stop-slurm.sh" || true
+    rm -rf "$slurm_state"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ "${XCACHE_TEST_SLURM:-}" = 0 ]; then
+  log "XCACHE_TEST_SLURM=0: SLURM tests skipped"
+  [ "$IS_CI" = 0 ] || die "CI=true but XCACHE_TEST_SLURM=0: CI must run the SLURM tests"
+  unset XCACHE_TEST_SLURM
+elif slurm_ready; then
+  log "using the SLURM that is already running (left running afterwards)"
+  export XCACHE_TEST_SLURM=1
+elif [ "$(id -u)" = 0 ]; then
+  # a private pid-record dir: stop-slurm.sh then stops only what this run started
+  slurm_state=$(mktemp -d /tmp/xcache-slurm-state.XXXXXX)
+  if SLURM_CI_STATE=$slurm_state bash "$REPO/scripts/start-slurm.sh" && slurm_ready; then
+    export XCACHE_TEST_SLURM=1
+  elif [ "$IS_CI" = 1 ]; then
+    die "CI=true and SLURM could not be brought up (see the start-slurm.sh output above)"
+  else
+    log "WARNING: SLURM could not be brought up; SLURM tests will be skipped"
+    unset XCACHE_TEST_SLURM
+  fi
+else
+  [ "$IS_CI" = 0 ] || die "CI=true but not root and no SLURM running: cannot run the SLURM tests"
+  log "not root and no SLURM running: SLURM tests will be skipped."
+  log "  To run them: 'sudo bash scripts/test.sh' (starts a local single-node SLURM),"
+  log "  or start SLURM yourself (sudo bash scripts/start-slurm.sh) and re-run."
+  unset XCACHE_TEST_SLURM
+fi
+[ "${XCACHE_TEST_SLURM:-0}" = 1 ] && log "SLURM: $(sinfo -h -o '%P %a %D %T %c CPUs' | head -1)"
+
+# ------------------------------------------------------------------ 3. checks
+lint_failed=0
+dirs=()
+for d in executorlib_cache cli tests bench; do [ -d "$d" ] && dirs+=("$d"); done
+log "ruff check ${dirs[*]}"
+ruff check "${dirs[@]}" || lint_failed=1
+log "mypy (config in pyproject.toml)"
+mypy || lint_failed=1
+
+log "pytest"
+set +e
+python -m pytest -q -p no:cacheprovider --timeout=300 "$@"
+rc=$?
+set -e
+case "$rc" in
+  0) ;;
+  5) log "ERROR: pytest collected no test (exit 5)" ;;
+  *) log "pytest failed (exit $rc)" ;;
+esac
+[ "$lint_failed" = 0 ] || log "ERROR: ruff or mypy reported problems (see above)"
+log "done in $((SECONDS - t_start))s"
+if [ "$rc" != 0 ]; then exit "$rc"; fi
+exit "$lint_failed"
