@@ -151,7 +151,7 @@ class BaseExecutor(Executor):
         return True
 
     def _claim(self, key: str, payload: bytes, meta: dict[str, Any]) -> str:
-        """check-write-record under the entry lock: 'hit', 'owned' or 'attached'."""
+        """check-write-record under the entry lock: 'hit', 'owned', 'adopted' or 'attached'."""
         store = self._store
         with store.claim(key):
             status = store.file_status(key)
@@ -161,6 +161,8 @@ class BaseExecutor(Executor):
                 job = store.read_json(key, JOB_JSON)
                 if self._claim_is_live(key, job):
                     return "attached"
+                if self._backend.adopt(key, job):
+                    return "adopted"  # its owner died; its scheduler job may still run
                 store.reset_for_retry(key)  # its owner died without a result
             elif status == "failed":
                 store.reset_for_retry(key)  # a failure is recorded, not a cache hit

@@ -58,6 +58,8 @@ class Poller:
         self._inflight: dict[str, Task] = {}  # handed to the backend
         self._attached: dict[str, Task] = {}  # claimed by another live process
         self._dependents: dict[str, list[Task]] = {}  # upstream key -> blocked tasks
+        #: upstream key -> tasks dispatched before it finished (queued with afterok)
+        self._queued_dependents: dict[str, list[Task]] = {}
         self._shutdown = False
         self._detach = False
         self._attached_interval = ATTACHED_CHECK_MIN
@@ -195,6 +197,7 @@ class Poller:
 
     def _upstream_progress(self, key: str) -> None:
         """An upstream finished (or got a job id): fail, release or keep its dependents."""
+        self._check_queued_dependents(key)
         for task in self._dependents.pop(key, []):
             if task.key not in self._blocked:
                 continue
@@ -293,12 +296,13 @@ class Poller:
             job = self.store.read_json(task.key, JOB_JSON)
             if type(self.backend).claim_is_live(self.store, task.key, job):
                 return
-            self.store.reset_for_retry(task.key)
-            if TASK not in names and not self.backend.worker_writes_task:
-                self.store.write_task(task.key, task.payload, task.meta)
-            self.store.write_json(task.key, JOB_JSON, {
-                "backend": self.backend.name, "job_id": None, "owner": identity(),
-                "submitted": time.time()})
+            if not self.backend.adopt(task.key, job):  # else: track its queued job
+                self.store.reset_for_retry(task.key)
+                if TASK not in names and not self.backend.worker_writes_task:
+                    self.store.write_task(task.key, task.payload, task.meta)
+                self.store.write_json(task.key, JOB_JSON, {
+                    "backend": self.backend.name, "job_id": None, "owner": identity(),
+                    "submitted": time.time()})
         task.attached = False
         del self._attached[task.key]
         self._enqueue(task)
@@ -327,8 +331,30 @@ class Poller:
                 continue
             task.dispatched = True
             self._inflight[task.key] = task
+            for k, f in task.deps.items():  # queued ahead of an unfinished upstream
+                if not f.done():
+                    self._queued_dependents.setdefault(k, []).append(task)
+                    f.add_done_callback(functools.partial(self._upstream_done, k))
             if self.backend.dispatch_after == "queued" and task.key in self._dependents:
                 self._upstream_progress(task.key)
+
+    def _check_queued_dependents(self, key: str) -> None:
+        """Fail tasks queued with afterok on ``key`` as soon as ``key`` fails.
+
+        The scheduler would cancel their jobs too, but later and as a confusing
+        "job died"; here they fail at once with UpstreamFailedError naming ``key``.
+        """
+        waiting = self._queued_dependents.get(key)
+        if not waiting or not waiting[0].deps[key].done():
+            return
+        del self._queued_dependents[key]
+        for task in waiting:
+            if self._inflight.get(task.key) is not task:
+                continue
+            failed = self._failed_upstream(task)
+            if failed is not None:
+                self.backend.cancel(task)
+                self._fail(task, failed, reason="upstream")
 
     def _upstream_job_id(self, key: str) -> str | None:
         up = self._tasks.get(key)

@@ -110,6 +110,16 @@ class Backend:
     def shutdown(self, wait: bool = True) -> None:
         """Stop workers / forget the scheduler connection."""
 
+    def adopt(self, key: str, job: dict[str, Any] | None) -> bool:
+        """Take over a claim whose owner died (called under the entry's claim lock).
+
+        A scheduler job submitted by a driver that was killed may still be queued
+        or running: rather than submit again, a cluster backend rewrites job.json
+        with this driver as owner, returns True, and ``dispatch()`` then tracks the
+        existing job.  Default (local): nothing outlives its driver, so False.
+        """
+        return False
+
     # -------------------------------------------------------------- claims
     @staticmethod
     def claim_is_live(store: Store, key: str, job: dict[str, Any] | None) -> bool:
