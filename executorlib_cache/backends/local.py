@@ -189,6 +189,11 @@ class LocalBackend(Backend):
                         self._sock.send_multipart([w.ident, b"exit"], zmq.NOBLOCK)
                     except zmq.ZMQError:
                         pass
+        for w in self._workers.values():
+            if w.ident is None and w.key is None:
+                # still starting: it holds no task and would never hear "exit" (shutdown
+                # used to wait 5 s for it, then kill it)
+                w.proc.terminate()
         deadline = time.monotonic() + 5
         for w in self._workers.values():
             try:
