@@ -31,8 +31,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import stat
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -74,6 +76,62 @@ def _secret_from_env() -> bytes | None:
     if f:
         return Path(f).read_bytes().strip()
     return None
+
+
+# ---------------------------------------------------------------------- fault injection
+# ``XCACHE_CRASH_AT=<file>:<when>`` stops this process dead at a named point of a write
+# (tests/faults: a crash anywhere must leave the old state or the new, never half).
+# <file> is a file name (task.h5, result.h5, error.h5, outcome.json, started.json,
+# job.json, ...), <when> is mid_write (half the bytes are in the temp file),
+# before_replace or after_replace; ``claim:held`` is inside an entry's claim lock.
+# ``XCACHE_CRASH_ACTION``: kill (default: SIGKILL), hang (sleep, locks held, to be
+# killed from outside) or divert (at before_replace: the finished file is renamed to
+# ``.<file>.diverted`` instead, as a slow shared file system shows a new file late).
+# ``XCACHE_CRASH_SKIP=N`` lets the first N hits pass.  Read once, at import: unset,
+# the cost is one test of a module global per write.
+_CRASH_AT = os.environ.get("XCACHE_CRASH_AT") or None
+_CRASH_ACTION = os.environ.get("XCACHE_CRASH_ACTION") or "kill"
+_crash_skip = int(os.environ.get("XCACHE_CRASH_SKIP") or 0)
+
+
+def _crash_point(path: Path | str, when: str) -> bool:
+    """Act if ``XCACHE_CRASH_AT`` names this point; True: the caller must divert."""
+    global _crash_skip
+    point = f"{os.path.basename(path)}:{when}"
+    if point != _CRASH_AT:
+        return False
+    if _crash_skip > 0:
+        _crash_skip -= 1
+        return False
+    sys.stderr.write(f"xcache: crash point {point} reached in pid {os.getpid()} "
+                     f"({_CRASH_ACTION})\n")
+    sys.stderr.flush()
+    if _CRASH_ACTION == "divert":
+        return True
+    if _CRASH_ACTION == "hang":
+        while True:
+            time.sleep(3600)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return False
+
+
+def _diverted(path: Path | str) -> str:
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.diverted")
+
+
+class _HookedLock:
+    """A claim lock with the ``claim:held`` crash point (only with ``XCACHE_CRASH_AT``)."""
+
+    def __init__(self, lock: FileLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> _HookedLock:
+        self.lock.acquire()
+        _crash_point("claim", "held")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 def _tmp_name(path: Path) -> Path:
@@ -160,7 +218,10 @@ class Store:
         flock-based: a holder that dies releases it (no stale locks); waiting is
         bounded by ``timeout`` (filelock raises ``Timeout``).
         """
-        return FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
+        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
+        if _CRASH_AT is not None:
+            return _HookedLock(lock)  # type: ignore[return-value]
+        return lock
 
     # ------------------------------------------------------------------ writing
     def _write_bytes(self, path: Path, data: bytes) -> None:
@@ -169,12 +230,20 @@ class Store:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
             try:
                 view = memoryview(data)
+                if _CRASH_AT is not None:
+                    view = view[os.write(fd, view[: len(view) // 2]):]
+                    _crash_point(path, "mid_write")
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
             finally:
                 os.close(fd)
+            if _CRASH_AT is not None and _crash_point(path, "before_replace"):
+                os.replace(tmp, _diverted(path))
+                return
             os.replace(tmp, path)
+            if _CRASH_AT is not None:
+                _crash_point(path, "after_replace")
         except BaseException:
             _unlink(tmp)
             raise
@@ -202,10 +271,18 @@ class Store:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode))
             fid = h5f.create(os.fsencode(tmp), h5f.ACC_TRUNC, fapl=_fapl())
             try:
+                if _CRASH_AT is not None:
+                    h5f.flush(fid)
+                    _crash_point(path, "mid_write")
                 _fill_h5(fid, meta_json, payload, sig)
             finally:
                 fid.close()
+            if _CRASH_AT is not None and _crash_point(path, "before_replace"):
+                os.replace(tmp, _diverted(path))
+                return
             os.replace(tmp, path)
+            if _CRASH_AT is not None:
+                _crash_point(path, "after_replace")
         except BaseException:
             _unlink(tmp)
             raise
