@@ -320,7 +320,18 @@ class Store:
             pass  # the summary is a convenience; the .h5 above is what counts
 
     def reset_for_retry(self, key: str) -> None:
-        """Forget a failed/lost attempt; error.h5 goes last so a crash leaves 'failed'."""
+        """Forget a failed/lost attempt; error.h5 goes last so a crash leaves 'failed'.
+
+        Temp files a killed writer left behind (``.<name>.<host>-<pid>-<rand>.tmp``)
+        go too: nobody holds this claim any more, so nobody is writing them.
+        """
+        try:
+            with os.scandir(self.entry_dir(key)) as it:
+                stale = [e.path for e in it if e.name[0] == "." and e.name.endswith(".tmp")]
+        except OSError:
+            stale = []
+        for path in stale:
+            _unlink(path)
         for name in (STARTED_JSON, JOB_JSON, OUTCOME_JSON, ERROR):
             _unlink(self.path(key, name))
 
