@@ -6,10 +6,15 @@ from .catalog import get_cache_data  # noqa: E402
 from .executor import SingleNodeExecutor, get_future_from_cache  # noqa: E402
 from .future import CacheFuture  # noqa: E402
 
+# the function shadows its module as an attribute on purpose (``executorlib_cache.progress(
+# futures)``); the module stays importable as ``from executorlib_cache.progress import ...``
+from .progress import progress  # noqa: E402
+
 __all__ = [
     "CacheFuture",
     "SingleNodeExecutor",
     "get_cache_data",
     "get_future_from_cache",
+    "progress",
     "__version__",
 ]

@@ -18,6 +18,7 @@ import platform
 import reprlib
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -31,9 +32,11 @@ from .backends.base import Backend, Task
 from .backends.local import LocalBackend
 from .deps import replace_futures
 from .future import CacheFuture
+from .graph import GraphRecorder
 from .hashing import task_key
 from .liveness import Heartbeat, identity
 from .poller import Poller
+from .progress import ProgressTracker
 from .resources import merge_resources
 from .serialization import dumps_call, load_exception, loads
 from .store import HOST, JOB_JSON, CorruptEntryError, Store
@@ -74,7 +77,14 @@ class BaseExecutor(Executor):
         resource_dict: dict[str, Any] | None = None,
         *,
         secret: str | bytes | None = None,
+        progress: bool = False,
+        plot_dependency_graph: bool = False,
+        plot_dependency_graph_filename: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``progress``: a live bar of done/cached/failed/running calls (terminal only).
+        ``plot_dependency_graph``: at shutdown, draw what was submitted (the tasks still
+        run) into ``plot_dependency_graph_filename`` (.svg/.png/.pdf need Graphviz,
+        .dot does not; None: inline in Jupyter, else DOT text on stdout)."""
         if max_workers is not None and (
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
         ):
@@ -92,6 +102,10 @@ class BaseExecutor(Executor):
         self._owner = identity()
         self._shutdown_lock = threading.Lock()
         self._closed = False
+        self._progress = ProgressTracker(type(self).__name__) if progress else None
+        self._graph_file = plot_dependency_graph_filename
+        draw = plot_dependency_graph or plot_dependency_graph_filename is not None
+        self._graph = GraphRecorder() if draw else None
         _live_executors.add(self)
 
     def _make_backend(self, max_workers: int | None) -> Backend:
@@ -117,6 +131,7 @@ class BaseExecutor(Executor):
         kwargs = replace_futures(kwargs, deps)
         key = resources.pop("cache_key", None) or _key_of(fn, args, kwargs)
         future = CacheFuture(key)
+        self._observe(future, fn, deps)
         if self._resolve_from_cache(future):
             return future
         payload = dumps_call(fn, args, kwargs)
@@ -146,9 +161,16 @@ class BaseExecutor(Executor):
         future.set_running_or_notify_cancel()
         try:
             future.set_result(loads(outcome.payload))
+            future.cached = True  # type: ignore[attr-defined]  # counted by progress/graph
         except Exception as e:  # e.g. the result's class is not importable here
             future.set_exception(e)
         return True
+
+    def _observe(self, future: CacheFuture, fn: Any, deps: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.add(future)
+        if self._graph is not None:
+            self._graph.add(future, fn, deps)
 
     def _claim(self, key: str, payload: bytes, meta: dict[str, Any]) -> str:
         """check-write-record under the entry lock: 'hit', 'owned', 'adopted' or 'attached'."""
@@ -171,7 +193,9 @@ class BaseExecutor(Executor):
                 store.write_task(key, payload, meta)
             store.write_json(key, JOB_JSON, {
                 "backend": self._backend.name, "job_id": None, "owner": self._owner,
-                "submitted": time.time()})
+                "submitted": time.time(),
+                # task.json may come later (a local worker writes it): the graph needs these
+                "function": meta["function"], "dependencies": meta["dependencies"]})
         return "owned"
 
     def _claim_is_live(self, key: str, job: dict[str, Any] | None) -> bool:
@@ -215,9 +239,23 @@ class BaseExecutor(Executor):
         if wait:
             self._poller.join()
             self._heartbeat.stop()
-            if self._poller.error is not None:
-                raise RuntimeError("executorlib_cache poller failed") from self._poller.error
+        if first:
+            self._close_observers()
+        if wait and self._poller.error is not None:
+            raise RuntimeError("executorlib_cache poller failed") from self._poller.error
         _live_executors.discard(self)
+
+    def _close_observers(self) -> None:
+        """Final progress counts; the graph of what was submitted (a failure to draw
+        is a warning: every result is in the cache already)."""
+        if self._progress is not None:
+            self._progress.close()
+        if self._graph is not None:
+            try:
+                self._graph.draw(self._graph_file)
+            except Exception as e:
+                warnings.warn(f"executorlib_cache: dependency graph not drawn: {e}",
+                              stacklevel=3)
 
 
 def _key_of(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:

@@ -1,0 +1,211 @@
+"""Progress of many futures: done / cached / failed / running / waiting.
+
+A long wait on a cluster is easier to sit through when you see it move, and a
+re-run is easier to trust when you see that 990 of 1,000 calls came from the
+cache.  Two ways in:
+
+* ``executorlib_cache.progress(futures)`` waits for the futures with a bar;
+* ``SingleNodeExecutor(progress=True)`` shows one bar for everything the
+  executor is given, from the first ``submit()`` until ``shutdown()``.
+
+A future counts as *cached* when ``submit()`` resolved it from the cache
+(the executor sets ``future.cached``), not when it merely finished quickly.
+
+Nothing is drawn unless the output is a terminal (rich's
+``Console.is_terminal``): a SLURM job's log file or a pipe gets no control
+characters.  rich is imported only when a bar is actually drawn.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .graph import future_status
+
+F = TypeVar("F", bound=Future)
+REFRESH_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many futures are in each state (``finished`` = done + cached + failed + cancelled)."""
+
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = 0
+    pending: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.finished + self.running + self.pending
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.cached + self.failed + self.cancelled
+
+    def describe(self) -> str:
+        parts = [f"{self.done} done", f"{self.cached} cached", f"{self.failed} failed"]
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
+        parts += [f"{self.running} running", f"{self.pending} waiting"]
+        return ", ".join(parts)
+
+
+def count(futures: Iterable[Future]) -> Counts:
+    """Count futures by state (see :func:`executorlib_cache.graph.future_status`)."""
+    tally = {"done": 0, "cached": 0, "failed": 0, "cancelled": 0, "running": 0, "pending": 0}
+    for f in futures:
+        tally[future_status(f)] += 1
+    return Counts(**tally)
+
+
+class _Bar:
+    """A rich progress bar showing :class:`Counts`; inert when not on a terminal."""
+
+    def __init__(self, description: str, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console if console is not None else Console(stderr=True)
+        self.enabled = bool(self.console.is_terminal)
+        self._progress: Any = None
+        self._task: Any = None
+        self._description = description
+
+    def update(self, counts: Counts) -> None:
+        """Draw ``counts``; the first call starts the bar (so it never shows 0/0)."""
+        if not self.enabled:
+            return
+        if self._progress is None:
+            self._start(counts)
+        self._progress.update(self._task, total=counts.total, completed=counts.finished,
+                              counts=_styled(counts))
+        self._progress.refresh()
+
+    def _start(self, counts: Counts) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            auto_refresh=False,
+            transient=False,
+        )
+        self._task = self._progress.add_task(self._description, total=counts.total,
+                                             completed=counts.finished, counts=_styled(counts))
+        self._progress.start()
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _styled(c: Counts) -> str:
+    text = (f"[green]{c.done} done[/] [dim green]{c.cached} cached[/] "
+            f"[red]{c.failed} failed[/] [cyan]{c.running} running[/] {c.pending} waiting")
+    if c.cancelled:
+        text += f" [dim]{c.cancelled} cancelled[/]"
+    return text
+
+
+def progress(
+    futures: Iterable[F],
+    *,
+    description: str = "tasks",
+    timeout: float | None = None,
+    console: Any = None,
+) -> list[F]:
+    """Wait for ``futures`` showing a progress bar; return them as a list, in order.
+
+    ``[f.result() for f in progress(futures)]`` then never blocks.  A failed
+    future does not stop the wait (its exception stays in the future).  Raises
+    ``TimeoutError`` if some are still unfinished after ``timeout`` seconds.
+    ``console``: a ``rich.console.Console`` to draw on (default: stderr).
+    """
+    futs = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = _Bar(description, console)
+    try:
+        pending = {f for f in futs if not f.done()}
+        while True:
+            bar.update(count(futs))
+            if not pending:
+                return futs
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"{len(pending)} of {len(futs)} futures unfinished after {timeout} s"
+                )
+            step = REFRESH_SECONDS if bar.enabled else left
+            if step is not None and left is not None:
+                step = min(step, left)
+            _, pending = concurrent.futures.wait(pending, timeout=step)  # type: ignore[assignment]
+    finally:
+        bar.stop()
+
+
+class ProgressTracker:
+    """The bar behind ``progress=True``: every future an executor hands out.
+
+    A daemon thread redraws a few times a second while anything is unfinished;
+    ``close()`` (called by ``shutdown()``) draws the final counts and stops.
+    """
+
+    def __init__(self, description: str = "tasks", console: Any = None) -> None:
+        self._bar = _Bar(description, console)
+        self._lock = threading.Lock()
+        self._futures: list[Future] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._bar.enabled
+
+    def add(self, future: Future) -> None:
+        if not self._bar.enabled:
+            return  # nothing is drawn: keep no references either
+        with self._lock:
+            self._futures.append(future)
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="xcache-progress",
+                                                daemon=True)
+                self._thread.start()
+
+    def counts(self) -> Counts:
+        with self._lock:
+            futs = list(self._futures)
+        return count(futs)
+
+    def _run(self) -> None:
+        while not self._stop.wait(REFRESH_SECONDS):
+            self._bar.update(self.counts())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._bar.enabled:
+            self._bar.update(self.counts())
+        self._bar.stop()
+
+
+__all__ = ["Counts", "ProgressTracker", "count", "progress"]
