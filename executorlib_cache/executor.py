@@ -195,7 +195,7 @@ class BaseExecutor(Executor):
                 "backend": self._backend.name, "job_id": None, "owner": self._owner,
                 "submitted": time.time(),
                 # task.json may come later (a local worker writes it): the graph needs these
-                "function": meta["function"], "dependencies": meta["dependencies"]})
+                "function": meta["function"], "upstream_keys": meta["dependencies"]})
         return "owned"
 
     def _claim_is_live(self, key: str, job: dict[str, Any] | None) -> bool:

@@ -146,7 +146,7 @@ def graph_from_cache(
     for e in entries:
         if e.dependencies is None:  # no task.json yet (a local entry not yet run, or one
             # failed upstream before reaching a worker): the claim lists them too
-            deps = (store.read_json(e.key, JOB_JSON) or {}).get("dependencies")
+            deps = (store.read_json(e.key, JOB_JSON) or {}).get("upstream_keys")
             if isinstance(deps, list):
                 e.dependencies = [str(d) for d in deps]
     shown = filter_entries(entries, status=set(status) if status else None, function=function)
