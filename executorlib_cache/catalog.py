@@ -32,14 +32,15 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import operator
 import os
 import re
 import signal
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from .store import (
     CorruptEntryError,
     Store,
     TamperedEntryError,
+    read_json_file,
 )
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "execute_removal",
     "filter_entries",
     "get_cache_data",
+    "needs_verify",
     "open_store",
     "parse_duration",
     "parse_size",
@@ -115,7 +118,7 @@ ENDED_JOB_STATES = frozenset(
     {
         "completed", "complete", "failed", "cancelled", "canceled", "timeout",
         "out_of_memory", "node_fail", "boot_fail", "deadline", "preempted",
-        "revoked", "inactive", "finished", "error", "unknown",
+        "revoked", "inactive",
     }
 )
 _SIGNED = (TASK, RESULT, ERROR)
@@ -136,7 +139,9 @@ _DURATION_UNITS = {
     "d": 86400.0, "day": 86400.0, "days": 86400.0,
     "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION_PART = re.compile(rf"({_NUMBER})\s*([a-z]+)")
+_DURATION_RE = re.compile(rf"(?:\s*{_NUMBER}\s*[a-z]+)+\s*")
 _SIZE_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _SIZE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(?:i?b)?")
 
@@ -151,17 +156,12 @@ def parse_duration(text: str | float | int) -> float:
             raise CatalogError(f"invalid duration {text!r}: must be a finite number >= 0")
         return float(text)
     s = str(text).strip().lower()
-    total, pos = 0.0, 0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos or (m.group(2) and m.group(2) not in _DURATION_UNITS):
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-        pos = m.end()
-        while pos < len(s) and s[pos] == " ":
-            pos += 1
-    else:
-        if pos == len(s) and s:
-            return total
+    if re.fullmatch(_NUMBER, s):
+        return float(s)
+    if _DURATION_RE.fullmatch(s):
+        parts = _DURATION_PART.findall(s)
+        if all(unit in _DURATION_UNITS for _, unit in parts):
+            return sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts)
     raise CatalogError(
         f"invalid duration {text!r}: use a number with a unit s, m, h, d or w "
         "(e.g. 30s, 2h, 7d, 1w, 1h30m)"
@@ -257,35 +257,40 @@ class Entry:
     host: str | None = None
     job_id: str | None = None
     backend: str | None = None
-    size: int = 0
-    dependencies: list[str] = field(default_factory=list)
+    size: int | None = None  #: pickled bytes: task payload + result/error payload
+    dependencies: list[str] | None = None
     error_type: str | None = None
     error_message: str | None = None
     reason: str | None = None
     problem: str | None = None
-    # private: liveness, cancelling and pruning
+    # not in row(): bytes on disk and LRU time (``disk=True``), liveness, cancelling
+    disk_size: int | None = None
+    mtime: float | None = None  #: mtime of result.h5/error.h5 (bumped on a cache hit)
     owner: dict[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
-    mtime: float | None = None  #: mtime of result.h5/error.h5 (bumped on a cache hit)
 
     def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in FIELDS}
+        return dict(zip(FIELDS, _ROW_VALUES(self), strict=True))
 
     @property
     def last_used(self) -> float:
         """LRU time: the later of ``finished`` and the mtime of result/error.h5."""
-        return max(self.finished or 0.0, self.mtime or 0.0, self.submitted or 0.0)
+        used = max(self.finished or 0.0, self.mtime or 0.0)
+        return used or self.submitted or 0.0
 
     def mark(self, status: str, problem: str) -> None:
         self.status = status
         self.problem = problem
 
 
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(Entry))
+_ROW_VALUES = operator.attrgetter(*FIELDS)
+_ALL_VALUES = operator.attrgetter(*_ENTRY_FIELDS)
+
+
 def _num(x: Any) -> float | None:
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, (int, float)):
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
         return float(x) if math.isfinite(x) else None
     return None
 
@@ -296,6 +301,142 @@ def _text(x: Any) -> str | None:
     return x if isinstance(x, str) else str(x)
 
 
+_KEY_NAME = re.compile(r"(.+)-v\d+-[0-9a-f]{16,}")
+
+
+class _Scanner:
+    """Reads entries of one store: a directory listing and at most three small
+    JSON files per entry (plain string paths: this runs 100,000 times)."""
+
+    def __init__(self, store: Store, *, verify: bool = False, disk: bool = False) -> None:
+        self.store = store
+        self.root = str(store.root) + os.sep
+        self.verify = verify
+        self.disk = disk
+
+    def entries(self, keys: Iterable[str]) -> list[Entry]:
+        out = []
+        for key in keys:
+            try:
+                e = self.entry(key)
+            except Exception as err:  # never let one entry break a listing
+                e = Entry(key)
+                e.mark("corrupt", f"cannot be read: {type(err).__name__}: {err}")
+            if e is not None:
+                out.append(e)
+        return out
+
+    def _listing(self, e: Entry, base: str) -> set[str]:
+        if not self.disk:
+            return set(os.listdir(base))
+        names = set()
+        e.disk_size = 0
+        with os.scandir(base) as it:
+            for d in it:
+                names.add(d.name)
+                try:
+                    st = d.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                e.disk_size += st.st_size
+                if d.name in _SIGNED:
+                    if st.st_size == 0:
+                        e.problem = f"{d.name} is empty"
+                    elif d.name != TASK:
+                        e.mtime = st.st_mtime
+        return names
+
+    def entry(self, key: str) -> Entry | None:
+        """One entry, or None if it is not there (gone, or an empty directory)."""
+        e = Entry(key)
+        base = self.root + key
+        try:
+            names = self._listing(e, base)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # removed while we looked
+        except OSError as err:
+            e.mark("corrupt", f"entry directory unreadable: {err.strerror or err}")
+            return e
+        if not names:
+            return None  # an interrupted creation: the store reads it as absent
+        status = self.store.file_status(key, names)
+        base += os.sep
+        task = read_json_file(base + TASK_JSON) if TASK_JSON in names else None
+        if task is not None:
+            e.function = _text(task.get("function"))
+            e.module = _text(task.get("module"))
+            e.submitted = _num(task.get("submitted"))
+            e.size = _int(task.get("payload_size"))
+            deps = task.get("dependencies")
+            if isinstance(deps, list):
+                e.dependencies = [str(d) for d in deps]
+        else:
+            m = _KEY_NAME.fullmatch(key)  # the executor's keys start with the name
+            e.function = m.group(1) if m else None
+
+        if status in FINISHED:
+            e.status = status
+            out = read_json_file(base + OUTCOME_JSON) if OUTCOME_JSON in names else None
+            if out is None:  # a crash between writing the .h5 and its summary: ask the .h5
+                out = _outcome_meta(self.store, e)
+            if out is not None:
+                _take_outcome(e, out)
+        elif status in IN_FLIGHT:
+            e.status = status
+            job = read_json_file(base + JOB_JSON) if JOB_JSON in names else None
+            if job is not None:
+                e.backend = _text(job.get("backend"))
+                e.job_id = _text(job.get("job_id"))
+                e.submitted = e.submitted or _num(job.get("submitted"))
+                if task is None:  # a local worker writes task.json later: the claim has these
+                    e.function = _text(job.get("function")) or e.function
+                    deps = job.get("upstream_keys")
+                    if isinstance(deps, list):
+                        e.dependencies = [str(d) for d in deps]
+                owner = job.get("owner")
+                e.owner = owner if isinstance(owner, dict) else None
+            run = read_json_file(base + STARTED_JSON) if STARTED_JSON in names else None
+            if run is not None:
+                e.started = _num(run.get("started"))
+                e.runner_host = e.host = _text(run.get("host"))
+                pid = run.get("pid")
+                e.runner_pid = pid if isinstance(pid, int) and pid > 0 else None
+                e.job_id = e.job_id or _text(run.get("job_id"))
+        elif status == "pending":
+            e.status = status
+
+        problem = self._problem(e, status, names, task)
+        if problem is not None:
+            e.mark("corrupt", problem)
+        elif self.verify:
+            _verify(self.store, e)
+        return e
+
+    def _problem(self, e: Entry, status: str | None, names: set[str],
+                 task: dict[str, Any] | None) -> str | None:
+        """Why an entry is corrupt, from its listing (None: it is not)."""
+        if e.status == "corrupt" and e.problem:  # the .h5 outcome could not be read
+            return e.problem
+        if status is None:
+            return f"no task, claim or outcome files ({', '.join(sorted(names))})"
+        if TASK_JSON in names and task is None:
+            return "task.json is unreadable"
+        # a local worker writes task.h5/task.json only when it takes a queued entry,
+        # and a failure to write them is recorded as failed: those may lack them
+        if status in ("pending", "running", "done"):
+            if TASK not in names:
+                return "task.h5 is missing"
+            if TASK_JSON not in names:
+                return "task.json is missing"
+        if e.problem is not None:  # an empty .h5 (seen with disk=True)
+            return e.problem
+        return None
+
+
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else None
+
+
 def _take_outcome(e: Entry, out: dict[str, Any]) -> None:
     e.started = _num(out.get("started")) or e.started
     e.finished = _num(out.get("finished"))
@@ -303,84 +444,13 @@ def _take_outcome(e: Entry, out: dict[str, Any]) -> None:
     e.host = _text(out.get("host")) or e.host
     e.job_id = _text(out.get("job_id")) or e.job_id
     e.backend = _text(out.get("backend")) or e.backend
+    size = _int(out.get("size"))
+    if size is not None:
+        e.size = (e.size or 0) + size
     if e.status == "failed":
         e.error_type = _text(out.get("error_type"))
         e.error_message = _text(out.get("error_message"))
         e.reason = _text(out.get("reason"))
-
-
-def _scan_entry(store: Store, key: str, verify: bool) -> Entry | None:
-    """One entry from one directory listing and its small JSON files."""
-    e = Entry(key)
-    names: set[str] = set()
-    empty: list[str] = []
-    try:
-        with os.scandir(store.entry_dir(key)) as it:
-            for d in it:
-                names.add(d.name)
-                try:
-                    st = d.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                e.size += st.st_size
-                if d.name in _SIGNED:
-                    if st.st_size == 0:
-                        empty.append(d.name)
-                    elif d.name != TASK:
-                        e.mtime = st.st_mtime
-    except FileNotFoundError:
-        return None  # removed while we looked
-    except OSError as err:
-        e.mark("corrupt", f"entry directory unreadable: {err.strerror or err}")
-        return e
-    status = store.file_status(key, names)
-    if status is None:
-        return None  # an empty directory: its creation was interrupted, nothing to list
-    e.status = status
-
-    task = store.read_json(key, TASK_JSON) if TASK_JSON in names else None
-    if task is not None:
-        e.function = _text(task.get("function"))
-        e.module = _text(task.get("module"))
-        e.submitted = _num(task.get("submitted"))
-        deps = task.get("dependencies")
-        if isinstance(deps, list):
-            e.dependencies = [str(d) for d in deps]
-
-    if e.status in FINISHED:
-        out = store.read_json(key, OUTCOME_JSON) if OUTCOME_JSON in names else None
-        if out is None:  # crash between writing the .h5 and its summary: ask the .h5
-            out = _outcome_meta(store, e)
-        if out is not None:
-            _take_outcome(e, out)
-    elif e.status in IN_FLIGHT:
-        job = store.read_json(key, JOB_JSON) if JOB_JSON in names else None
-        if job is not None:
-            e.backend = _text(job.get("backend"))
-            e.job_id = _text(job.get("job_id"))
-            owner = job.get("owner")
-            e.owner = owner if isinstance(owner, dict) else None
-        run = store.read_json(key, STARTED_JSON) if STARTED_JSON in names else None
-        if run is not None:
-            e.started = _num(run.get("started"))
-            e.runner_host = e.host = _text(run.get("host"))
-            pid = run.get("pid")
-            e.runner_pid = pid if isinstance(pid, int) and pid > 0 else None
-            e.job_id = e.job_id or _text(run.get("job_id"))
-
-    if task is None and TASK_JSON in names:
-        e.mark("corrupt", "task.json is unreadable")
-    elif task is None:
-        # claimed, and the local worker has not written task.h5/task.json yet (or a
-        # worker died before it could): the key still names the function
-        e.function = e.function or key.rsplit("-v", 1)[0]
-    if e.status in ("corrupt", "tampered"):
-        pass
-    elif empty:
-        e.mark("corrupt", f"{', '.join(sorted(empty))} is empty")
-    elif verify:
-        _verify(store, e)
-    return e
 
 
 def _outcome_meta(store: Store, e: Entry) -> dict[str, Any] | None:
@@ -401,54 +471,50 @@ def _outcome_meta(store: Store, e: Entry) -> dict[str, Any] | None:
 def _verify(store: Store, e: Entry) -> None:
     """Read the .h5 files through the Store: unreadable -> corrupt, bad HMAC -> tampered."""
     try:
-        store.read_task(e.key)
+        if e.status != "queued" or os.path.exists(store.path(e.key, TASK)):
+            store.read_task(e.key)
         if e.status in FINISHED:
             store.read_outcome(e.key)
     except TamperedEntryError as err:
         e.mark("tampered", str(err))
     except CorruptEntryError as err:
         e.mark("corrupt", str(err))
-    except FileNotFoundError:
-        pass  # removed or retried while we looked
+    except FileNotFoundError as err:
+        if e.status != "failed":  # a failed task.h5 write is recorded as failed
+            e.mark("corrupt", f"{os.path.basename(str(err))} is missing")
     except OSError as err:
         e.mark("corrupt", f"unreadable: {err}")
 
 
-def _scan_keys(store: Store, keys: Sequence[str], verify: bool) -> list[Entry]:
-    out = []
-    for key in keys:
-        try:
-            e = _scan_entry(store, key, verify)
-        except Exception as err:  # never let one entry break a listing
-            e = Entry(key)
-            e.mark("corrupt", f"cannot be read: {type(err).__name__}: {err}")
-        if e is not None:
-            out.append(e)
-    return out
+# a forked worker's scanner (set before the fork, inherited by the children)
+_FORK_SCANNER: _Scanner | None = None
 
 
-def _scan_parallel(store: Store, keys: list[str], verify: bool, workers: int) -> list[Entry]:
-    """Split a large listing over forked processes (it is syscall bound)."""
+def _forked_scan(keys: list[str]) -> list[tuple[Any, ...]]:
+    assert _FORK_SCANNER is not None
+    # plain tuples pickle ~3x faster than slotted dataclasses
+    return [_ALL_VALUES(e) for e in _FORK_SCANNER.entries(keys)]
+
+
+def _scan_parallel(scanner: _Scanner, keys: list[str], workers: int) -> list[Entry]:
+    """Split a large listing over forked processes (it is bound by system calls).
+
+    This process scans one share itself while the children scan the others.
+    """
     import multiprocessing
 
-    ctx = multiprocessing.get_context("fork")
-    chunks = [keys[i::workers] for i in range(workers)]
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(store,)) as pool:
-        parts = pool.map(_worker_scan, [(c, verify) for c in chunks], chunksize=1)
-    return [e for part in parts for e in part]
-
-
-_WORKER_STORE: Store | None = None
-
-
-def _worker_init(store: Store) -> None:
-    global _WORKER_STORE
-    _WORKER_STORE = store
-
-
-def _worker_scan(args: tuple[list[str], bool]) -> list[Entry]:
-    assert _WORKER_STORE is not None
-    return _scan_keys(_WORKER_STORE, *args)
+    global _FORK_SCANNER
+    _FORK_SCANNER = scanner
+    try:
+        ctx = multiprocessing.get_context("fork")
+        shares = [keys[i::workers] for i in range(workers)]
+        with ctx.Pool(workers - 1) as pool:
+            pending = pool.map_async(_forked_scan, shares[1:], chunksize=1)
+            mine = scanner.entries(shares[0])
+            theirs = pending.get()
+    finally:
+        _FORK_SCANNER = None
+    return mine + [Entry(*t) for part in theirs for t in part]
 
 
 #: listings with at least this many entries are split over processes
@@ -460,25 +526,38 @@ def scan(
     *,
     keys: Iterable[str] | None = None,
     verify: bool = False,
+    disk: bool = False,
     check_liveness: bool = True,
     check_scheduler: bool = True,
 ) -> list[Entry]:
     """Every entry (or the given keys) of a cache directory, in directory order.
 
     ``verify`` also reads the ``.h5`` files (finds ``corrupt`` payloads and
-    ``tampered`` signatures; ~0.3 ms per file).  ``check_liveness`` turns dead
-    in-flight entries into ``lost`` (``check_scheduler`` asks slurm/flux once).
+    ``tampered`` signatures; ~0.1 ms per file).  ``disk`` stats every file
+    (``disk_size``, ``mtime``, empty ``.h5`` files are corrupt).
+    ``check_liveness`` turns dead in-flight entries into ``lost``
+    (``check_scheduler``: asking slurm/flux once per backend).
     """
     store = open_store(cache_directory)
+    scanner = _Scanner(store, verify=verify, disk=disk)
     key_list = list(store.keys()) if keys is None else list(keys)
-    workers = min(os.cpu_count() or 1, 8)
+    workers = _scan_workers()
     if len(key_list) >= PARALLEL_THRESHOLD and workers > 1 and _can_fork():
-        entries = _scan_parallel(store, key_list, verify, workers)
+        entries = _scan_parallel(scanner, key_list, workers)
     else:
-        entries = _scan_keys(store, key_list, verify)
+        entries = scanner.entries(key_list)
     if check_liveness:
-        _mark_lost(store, entries, check_scheduler, verify)
+        _mark_lost(scanner, entries, check_scheduler)
     return entries
+
+
+def _scan_workers() -> int:
+    """Processes for a large listing: env ``XCACHE_SCAN_WORKERS``, else up to 4 CPUs."""
+    try:
+        return max(1, int(os.environ["XCACHE_SCAN_WORKERS"]))
+    except (KeyError, ValueError):
+        return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1, 4)
 
 
 def _can_fork() -> bool:
@@ -527,7 +606,8 @@ def _ask_scheduler(by_backend: dict[str, list[Entry]]) -> list[tuple[Entry, str]
     return gone
 
 
-def _mark_lost(store: Store, entries: list[Entry], check_scheduler: bool, verify: bool) -> None:
+def _mark_lost(scanner: _Scanner, entries: list[Entry], check_scheduler: bool) -> None:
+    store = scanner.store
     owners: dict[tuple[Any, ...], bool] = {}
     by_backend: dict[str, list[Entry]] = {}
     maybe_lost: list[tuple[Entry, str]] = []
@@ -535,10 +615,10 @@ def _mark_lost(store: Store, entries: list[Entry], check_scheduler: bool, verify
         if e.status not in IN_FLIGHT:
             continue
         backend = e.backend or "local"
-        if backend in ("slurm", "flux"):
-            if e.job_id:
-                by_backend.setdefault(backend, []).append(e)
+        if backend in ("slurm", "flux") and e.job_id:
+            by_backend.setdefault(backend, []).append(e)
             continue
+        # local, or a cluster claim without a job id yet: only its driver can go on
         o = e.owner or {}
         ident = (o.get("host"), o.get("pid"), o.get("start"))
         if ident not in owners:
@@ -554,16 +634,21 @@ def _mark_lost(store: Store, entries: list[Entry], check_scheduler: bool, verify
 
     for e, why in maybe_lost:
         # the job may have written its result while we were asking: look again
-        fresh = _scan_entry(store, e.key, verify)
+        fresh = scanner.entry(e.key)
         if fresh is None or fresh.status not in IN_FLIGHT:
             if fresh is not None:
-                for f in dataclasses.fields(Entry):
-                    setattr(e, f.name, getattr(fresh, f.name))
+                for f in _ENTRY_FIELDS:
+                    setattr(e, f, getattr(fresh, f))
             continue
         e.mark("lost", why)
 
 
 # ---------------------------------------------------------------- selection
+def needs_verify(status: Iterable[str] | str | None) -> bool:
+    """Selecting ``corrupt`` or ``tampered`` entries means reading every ``.h5``."""
+    return bool((parse_statuses(status) or set()) & {"corrupt", "tampered"})
+
+
 def filter_entries(
     entries: Iterable[Entry],
     *,
@@ -601,14 +686,22 @@ def filter_entries(
 
 def sort_entries(entries: Iterable[Entry], by: str = "submitted",
                  reverse: bool = False) -> list[Entry]:
-    """Sorted by one of :data:`SORT_FIELDS`; entries without a value go last."""
+    """Sorted by one of :data:`SORT_FIELDS`, ties by submit time; entries without a
+    value go last.  ``status`` sorts in life-cycle order (pending ... done, failed ...).
+    """
     if by not in SORT_FIELDS:
         raise CatalogError(f"cannot sort by {by!r}: choose from {', '.join(SORT_FIELDS)}")
-    have, missing = [], []
+    have: list[Entry] = []
+    missing: list[Entry] = []
     for e in entries:
         (missing if getattr(e, by) is None else have).append(e)
-    have.sort(key=lambda e: (getattr(e, by), e.key), reverse=reverse)
-    missing.sort(key=lambda e: e.key)
+    order = {s: i for i, s in enumerate(STATUSES)}
+
+    def value(e: Entry) -> Any:
+        return order.get(e.status, len(order)) if by == "status" else getattr(e, by)
+
+    have.sort(key=lambda e: (value(e), e.submitted or 0.0, e.key), reverse=reverse)
+    missing.sort(key=lambda e: (e.submitted or 0.0, e.key))
     return have + missing
 
 
@@ -685,7 +778,7 @@ def describe(
     """
     store = open_store(cache_directory)
     key = resolve_key(store, key)
-    found = scan(store, keys=[key], verify=True, check_scheduler=check_scheduler)
+    found = scan(store, keys=[key], verify=True, disk=True, check_scheduler=check_scheduler)
     if not found:
         raise CatalogError(f"entry {key} disappeared while reading it")
     e = found[0]
@@ -712,6 +805,7 @@ def describe(
         started_info=store.read_json(key, STARTED_JSON),
         outcome=outcome,
         path=str(store.entry_dir(key)),
+        disk_size=e.disk_size,
         logs={},
     )
     workdir = job.get("working_directory")
@@ -774,8 +868,7 @@ def plan_removal(
     resolved = None
     if key_list:
         resolved = list(dict.fromkeys(resolve_key(store, k) for k in key_list))
-    entries = scan(store, keys=resolved,
-                   verify=status is not None and "tampered" in (parse_statuses(status) or ()),
+    entries = scan(store, keys=resolved, disk=True, verify=needs_verify(status),
                    check_scheduler=check_scheduler)
     chosen = filter_entries(entries, status=status, function=function, older_than=older_than)
     refused = [] if force else [e for e in chosen if e.status in IN_FLIGHT]
@@ -841,9 +934,10 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
     for e in plan.remove:
         try:
             with store.claim(e.key, timeout=lock_timeout):
-                now = store.file_status(e.key)
-                if now is None:
+                names = store.names(e.key)
+                if names is None:
                     continue  # already gone
+                now = store.file_status(e.key, names)
                 if only_finished and now not in FINISHED:
                     notes.append(f"{e.key} became {now} meanwhile; kept")
                     continue
@@ -907,21 +1001,27 @@ def remove_entries(
 # ---------------------------------------------------------------- stats and prune
 def cache_stats(cache_directory: str | os.PathLike[str] | Store, *,
                 check_scheduler: bool = True) -> dict[str, Any]:
-    """Counts per status and function, total size, oldest and newest entry."""
-    entries = scan(cache_directory, check_scheduler=check_scheduler)
+    """Counts per status and function, oldest and newest entry, sizes.
+
+    ``size`` (also per function) is bytes on disk; ``payload_size`` the pickled
+    bytes of tasks and results.
+    """
+    store = open_store(cache_directory)
+    entries = scan(store, disk=True, check_scheduler=check_scheduler)
     by_function: dict[str, dict[str, int]] = {}
     for e in entries:
         f = by_function.setdefault(e.function or "?", {"entries": 0, "size": 0})
         f["entries"] += 1
-        f["size"] += e.size
+        f["size"] += e.disk_size or 0
     dated = [e for e in entries if e.submitted is not None]
     oldest = min(dated, key=lambda e: e.submitted or 0.0, default=None)
     newest = max(dated, key=lambda e: e.submitted or 0.0, default=None)
     status_counts = Counter(e.status for e in entries)
     return {
-        "directory": str(open_store(cache_directory).root),
+        "directory": str(store.root),
         "entries": len(entries),
-        "size": sum(e.size for e in entries),
+        "size": sum(e.disk_size or 0 for e in entries),
+        "payload_size": sum(e.size or 0 for e in entries),
         "by_status": {s: status_counts[s] for s in STATUSES if status_counts[s]},
         "by_function": dict(sorted(by_function.items(), key=lambda kv: -kv[1]["entries"])),
         "oldest": oldest.submitted if oldest else None,
@@ -953,11 +1053,11 @@ def plan_prune(
     size_limit = parse_size(max_size) if max_size is not None else None
     age_limit = parse_duration(max_age) if max_age is not None else None
     store = open_store(cache_directory)
-    entries = scan(store, check_scheduler=False)
+    entries = scan(store, disk=True, check_scheduler=False)
     now = time.time() if now is None else now
     candidates = sorted((e for e in entries if e.status in FINISHED),
                         key=lambda e: (e.last_used, e.key))
-    total = sum(e.size for e in entries)
+    total = sum(e.disk_size or 0 for e in entries)
     chosen: list[Entry] = []
     for e in candidates:
         too_old = age_limit is not None and now - e.last_used > age_limit
@@ -965,7 +1065,7 @@ def plan_prune(
         if not (too_old or too_big):
             continue
         chosen.append(e)
-        total -= e.size
+        total -= e.disk_size or 0
     return RemovalPlan(chosen, [], store), total
 
 

@@ -567,9 +567,15 @@ def read_json_file(path: str) -> dict[str, Any] | None:
             chunks.append(chunk)
             if len(chunk) < 1 << 16:  # a short read of a regular file is its end
                 break
-        data = json.loads(b"".join(chunks))
-    except (OSError, ValueError):
+        text = b"".join(chunks).decode().lstrip()
+        data, end = _JSON_DECODER.raw_decode(text)  # json.loads minus its overhead
+        if end != len(text) and text[end:].strip():
+            return None
+    except (OSError, ValueError):  # also UnicodeDecodeError, JSONDecodeError
         return None
     finally:
         os.close(fd)
     return data if isinstance(data, dict) else None
+
+
+_JSON_DECODER = json.JSONDecoder()

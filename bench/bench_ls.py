@@ -1,0 +1,227 @@
+"""How long does ``xcache ls`` take on a big cache?
+
+Creates N entries (default 100,000) in a temporary cache directory and times
+
+* ``xcache ls --json > /dev/null`` (a subprocess: ``python -m executorlib_cache``),
+* ``xcache ls > /dev/null`` (the rich table),
+* ``xcache stats``,
+* ``catalog.get_cache_data`` in this process.
+
+Entries are written with the Store API.  ``--mode fast`` (default) writes one real
+entry per kind with ``Store.create_entry``/``write_outcome`` and clones its ``.h5``
+files for the others (the listing never opens them), writing every JSON file with
+``Store.write_json``; ``--mode real`` calls ``create_entry``/``write_outcome`` for
+each entry (about 1.5 ms per entry and process).  The mix is 85% done, 8% failed,
+4% pending, 2% queued, 1% running (local backend, owned by this process).
+
+    PYTHONPATH=. python bench/bench_ls.py [N] [--dir DIR] [--keep] [--mode real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cloudpickle
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from executorlib_cache import catalog, liveness  # noqa: E402
+from executorlib_cache.store import ERROR, RESULT, TASK, Store  # noqa: E402
+
+FUNCTIONS = ("relax_structure", "compute_energy", "fit_potential", "analyse", "plot")
+
+
+def kind_of(i: int) -> str:
+    r = i % 100
+    if r < 85:
+        return "done"
+    if r < 93:
+        return "failed"
+    if r < 97:
+        return "pending"
+    if r < 99:
+        return "queued"
+    return "running"
+
+
+def key_of(i: int) -> str:
+    fn = FUNCTIONS[i % len(FUNCTIONS)]
+    return f"{fn}-{hashlib.sha256(str(i).encode()).hexdigest()[:32]}"
+
+
+def task_meta(i: int, now: float) -> dict:
+    return {
+        "function": FUNCTIONS[i % len(FUNCTIONS)],
+        "module": "workflow.steps",
+        "qualname": FUNCTIONS[i % len(FUNCTIONS)],
+        "submitted": now - 86400 + i * 0.01,
+        "host": "login01",
+        "user": "scientist",
+        "pid": 4242,
+        "python": "3.11.7",
+        "version": "0.1.0",
+        "cloudpickle": cloudpickle.__version__,
+        "resource_dict": {"cores": 1},
+        "dependencies": [key_of(i - 1)] if i % 10 == 3 else [],
+        "args": f"({i}, structure=<Atoms 64>)",
+        "payload_size": 120,
+    }
+
+
+def outcome_meta(i: int, status: str, now: float) -> dict:
+    meta = {
+        "started": now - 3600 + i * 0.01,
+        "finished": now - 3590 + i * 0.01,
+        "runtime": 10.0 + (i % 7),
+        "host": "node042",
+        "pid": 5000 + i % 1000,
+        "job_id": None,
+        "backend": "local",
+    }
+    if status == "failed":
+        meta.update(error_type="ValueError", error_module="builtins",
+                    error_message=f"bad input {i}", reason="raised",
+                    traceback="Traceback (most recent call last):\n  ...\nValueError: bad")
+    return meta
+
+
+def write_entry(store: Store, i: int, templates: dict[str, Path] | None, now: float) -> None:
+    key, kind = key_of(i), kind_of(i)
+    owner = liveness.identity()
+    if templates is None:  # --mode real
+        store.create_entry(key, cloudpickle.dumps((len, ((i,),), {})), task_meta(i, now))
+    else:
+        d = store.entry_dir(key)
+        d.mkdir(mode=0o700)
+        shutil.copyfile(templates[TASK], d / TASK)
+        store.write_json(key, "task.json", {**task_meta(i, now), "format": 1, "key": key})
+    if kind == "pending":
+        return
+    store.write_json(key, "job.json", {
+        "backend": "local", "job_id": None, "owner": owner, "submitted": now,
+        "job_name": key, "working_directory": str(store.root),
+    })
+    if kind == "queued":
+        return
+    store.write_json(key, "started.json", {"host": owner["host"], "pid": os.getpid(),
+                                           "started": now, "job_id": None})
+    if kind == "running":
+        return
+    meta = outcome_meta(i, kind, now)
+    if templates is None:
+        store.write_outcome(key, kind, cloudpickle.dumps(i), meta)
+    else:
+        name = RESULT if kind == "done" else ERROR
+        shutil.copyfile(templates[name], store.path(key, name))
+        size = os.path.getsize(templates[name])
+        store.write_json(key, "outcome.json", {**meta, "status": kind, "key": key,
+                                               "format": 1, "size": size})
+
+
+def _make_range(args: tuple[str, int, int, str | None, float]) -> None:
+    directory, start, stop, template_dir, now = args
+    store = Store(directory)
+    templates = None
+    if template_dir is not None:
+        t = Path(template_dir)
+        templates = {TASK: t / TASK, RESULT: t / RESULT, ERROR: t / ERROR}
+    for i in range(start, stop):
+        write_entry(store, i, templates, now)
+
+
+def make_templates(directory: Path) -> Path:
+    store = Store(directory)
+    store.create_entry("t", cloudpickle.dumps((len, ((1,),), {})), {"function": "t"})
+    store.write_outcome("t", "done", cloudpickle.dumps(1), {})
+    store.create_entry("e", cloudpickle.dumps((len, ((1,),), {})), {"function": "e"})
+    store.write_outcome("e", "failed", cloudpickle.dumps(ValueError("bad")), {})
+    t = directory / "templates"
+    t.mkdir()
+    shutil.copyfile(store.path("t", TASK), t / TASK)
+    shutil.copyfile(store.path("t", RESULT), t / RESULT)
+    shutil.copyfile(store.path("e", ERROR), t / ERROR)
+    return t
+
+
+def create(directory: Path, n: int, mode: str, workers: int) -> float:
+    t0 = time.perf_counter()
+    Store(directory)
+    template_dir = None
+    if mode == "fast":
+        template_dir = str(make_templates(directory.with_name(directory.name + "-templates")))
+    now = time.time()
+    bounds = [(n * w // workers, n * (w + 1) // workers) for w in range(workers)]
+    jobs = [(str(directory), a, b, template_dir, now) for a, b in bounds]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_make_range, jobs, chunksize=1)
+    return time.perf_counter() - t0
+
+
+def time_cli(directory: Path, args: list[str], repeat: int) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "executorlib_cache", "--cache-dir", str(directory), *args]
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def fmt(times: list[float]) -> str:
+    return (f"min {min(times):.2f} s, median {statistics.median(times):.2f} s "
+            f"({len(times)} runs)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("n", nargs="?", type=int, default=100_000, help="entries (100000)")
+    p.add_argument("--dir", help="cache directory to create (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the cache directory")
+    p.add_argument("--mode", choices=("fast", "real"), default="fast")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    a = p.parse_args()
+
+    base = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="xcache-bench-"))
+    directory = base / "cache"
+    try:
+        if directory.exists() and any(directory.iterdir()):
+            print(f"reusing {directory} ({sum(1 for _ in Store(directory).keys())} entries)")
+        else:
+            dt = create(directory, a.n, a.mode, a.workers)
+            print(f"created {a.n} entries ({a.mode}) in {directory} in {dt:.1f} s")
+        n = sum(1 for _ in Store(directory).keys())
+        print(f"cpus: {os.cpu_count()}, entries: {n}")
+        ls_json = time_cli(directory, ['ls', '--json'], a.repeat)
+        print(f"xcache ls --json > /dev/null : {fmt(ls_json)}")
+        print(f"xcache ls > /dev/null        : {fmt(time_cli(directory, ['ls'], a.repeat))}")
+        print(f"xcache stats > /dev/null     : {fmt(time_cli(directory, ['stats'], a.repeat))}")
+        times = []
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            rows = catalog.get_cache_data(directory)
+            times.append(time.perf_counter() - t0)
+        print(f"catalog.get_cache_data       : {fmt(times)}, {len(rows)} rows")
+    finally:
+        if not a.keep:
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(base / "cache-templates", ignore_errors=True)
+        else:
+            print(f"kept {directory}")
+
+
+if __name__ == "__main__":
+    main()
