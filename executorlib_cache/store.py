@@ -69,9 +69,12 @@ class TamperedEntryError(CorruptEntryError):
 
 
 def _secret_from_env() -> bytes | None:
-    s = os.environ.get("XCACHE_SECRET")
-    if s:
-        return s.encode()
+    if os.supports_bytes_environ:  # any bytes (a worker gets a binary secret= this way)
+        b = os.environb.get(b"XCACHE_SECRET")
+    else:
+        b = os.environ.get("XCACHE_SECRET", "").encode()
+    if b:
+        return b
     f = os.environ.get("XCACHE_SECRET_FILE")
     if f:
         return Path(f).read_bytes().strip()

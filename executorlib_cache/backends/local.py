@@ -91,6 +91,9 @@ class LocalBackend(Backend):
         # the worker must import what the driver can (functions pickled by reference)
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        if self.store.secret is not None:  # an explicit secret=: workers sign with it too
+            env.pop("XCACHE_SECRET_FILE", None)
+            env["XCACHE_SECRET"] = self.store.secret  # type: ignore[assignment]
         proc = subprocess.Popen(
             [sys.executable, "-m", "executorlib_cache.worker", f"ipc://{self._dir}/workers",
              str(self.store.root), oct(self.store.dir_mode)[2:], oct(self.store.file_mode)[2:],
