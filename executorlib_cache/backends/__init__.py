@@ -14,20 +14,20 @@ def backend_class(name: str) -> type[Backend]:
     if name == "local":
         return LocalBackend
     try:
-        from . import cluster  # type: ignore[attr-defined]
+        from . import cluster
     except ImportError:
         return Backend
-    return cluster.backend_class(name)  # type: ignore[no-any-return]
+    return cluster.backend_class(name)
 
 
 def query_job_states(backend: str, job_ids: list[str]) -> dict[str, str]:
     """Scheduler state per job id (one scheduler call); unknown ids are absent."""
-    from . import cluster  # type: ignore[attr-defined]
+    from . import cluster
 
-    return cluster.query_job_states(backend, job_ids)  # type: ignore[no-any-return]
+    return cluster.query_job_states(backend, job_ids)
 
 
 def cancel_jobs(backend: str, job_ids: list[str]) -> None:
-    from . import cluster  # type: ignore[attr-defined]
+    from . import cluster
 
     cluster.cancel_jobs(backend, job_ids)

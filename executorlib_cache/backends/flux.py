@@ -1,0 +1,193 @@
+"""flux as pure functions: the same contract as ``slurm.py``, flux's formats.
+
+Submission goes through pysqa's FLUX mode (``flux batch``) with
+``scheduler_templates/flux.sh``; status is ONE ``flux jobs`` call with our ids
+and an explicit output format (pysqa's default listing cuts job names at 10
+characters and lists every job of the user); cancel is ONE ``flux cancel``.
+
+Job ids: ``flux batch`` prints an F58 id (``ƒ2X9vzc7``; ``f`` instead of ``ƒ``
+outside UTF-8 locales).  The backend records the *decimal* form, which every
+flux command accepts in any locale and which is printed by ``{id.dec}``; the F58
+form is recorded next to it (``job_id_f58``) for people reading ``flux jobs``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NAME = "flux"
+QUEUE_TYPE = "FLUX"
+#: our shipped templates keep the flux config in flux.yaml (queue.yaml is SLURM)
+CONFIG_FILES = ("flux.yaml", "queue.yaml")
+SUPPORTED = frozenset({
+    "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
+    "partition", "exclusive", "cwd", "cache_key",
+})
+WHY_UNSUPPORTED = {
+    "memory_max": "flux batch has no memory limit option",
+    "slurm_cmd_args": "these are sbatch options; flux batch cannot take them",
+}
+MAX_IDS_PER_QUERY = 1000
+STATUS_FORMAT = "{id.dec}|{status}|{exception.type}|{exception.note}"
+LOOKUP_FORMAT = "{id.dec}|{name}|{status}|{exception.type}|{exception.note}"
+
+F58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+PENDING = frozenset({"NEW", "DEPEND", "PRIORITY", "SCHED"})
+RUNNING = frozenset({"RUN", "CLEANUP"})
+ENDED = frozenset({"COMPLETED", "FAILED", "CANCELED", "CANCELLED", "TIMEOUT", "INACTIVE"})
+MAY_HAVE_RESULT = frozenset({"COMPLETED", "FAILED", "INACTIVE"})
+
+
+def unsupported(resources: dict[str, Any]) -> list[str]:
+    return sorted(set(resources) - SUPPORTED)
+
+
+def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
+    """resource_dict -> variables of scheduler_templates/flux.sh.
+
+    ``cores`` -> ``-n`` (slots), ``threads_per_core`` -> ``-c``, ``gpus_per_core``
+    -> ``-g``, ``num_nodes`` -> ``-N``, ``run_time_max`` seconds -> ``-t Ns``,
+    ``partition`` -> ``--queue``.
+    """
+    out: dict[str, Any] = {"cores": int(resources.get("cores", 1))}
+    threads = int(resources.get("threads_per_core", 1))
+    if threads > 1:
+        out["threads_per_core"] = threads
+    for key in ("gpus_per_core", "num_nodes", "run_time_max", "partition"):
+        if resources.get(key):
+            out[key] = resources[key]
+    if resources.get("exclusive"):
+        out["exclusive"] = True
+    return out
+
+
+def launcher(resources: dict[str, Any]) -> list[str]:
+    cores = int(resources.get("cores", 1))
+    if cores <= 1:
+        return []
+    cmd = ["flux", "run", "-n", str(cores)]
+    threads = int(resources.get("threads_per_core", 1))
+    if threads > 1:
+        cmd += ["-c", str(threads)]
+    return cmd
+
+
+def f58_decode(text: str) -> int:
+    s = text.strip()
+    if not s or s[0] not in ("\u0192", "f") or len(s) < 2:
+        raise ValueError(f"not an F58 job id: {text!r}")
+    value = 0
+    for ch in s[1:]:
+        digit = F58_ALPHABET.find(ch)
+        if digit < 0:
+            raise ValueError(f"not an F58 job id: {text!r}")
+        value = value * 58 + digit
+    return value
+
+
+def f58_encode(jobid: int) -> str:
+    digits = ""
+    while True:
+        jobid, rem = divmod(jobid, 58)
+        digits = F58_ALPHABET[rem] + digits
+        if jobid == 0:
+            return "\u0192" + digits
+
+
+def to_decimal(text: str) -> str:
+    """Any flux id encoding we may meet (decimal, 0x hex, F58) -> decimal string."""
+    s = text.strip()
+    if s.isdigit():
+        return s
+    if s.startswith("0x"):
+        return str(int(s, 16))
+    return str(f58_decode(s))
+
+
+def parse_job_id(output: str) -> str:
+    """``flux batch`` prints the new id (F58) as the last word of its last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("flux batch printed no job id")
+    try:
+        return to_decimal(lines[-1].split()[-1])
+    except ValueError:
+        raise ValueError(
+            f"cannot read a job id from flux batch output {output.strip()!r}") from None
+
+
+def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
+    base = ["flux", "jobs", "-n", "-o", STATUS_FORMAT]
+    if mine or len(job_ids) > MAX_IDS_PER_QUERY:
+        return [*base, "-a"]
+    return [*base, *job_ids]
+
+
+def _reason(exc_type: str, note: str) -> str:
+    exc_type, note = exc_type.strip(), note.strip()
+    return f"{exc_type}: {note}" if exc_type and note else exc_type or note
+
+
+def parse_status(output: str) -> dict[str, tuple[str, str]]:
+    """``dec|STATUS|exception type|note`` -> {dec id: (STATUS, reason)}."""
+    states: dict[str, tuple[str, str]] = {}
+    for line in output.splitlines():
+        parts = line.strip().split("|", 3)
+        if len(parts) < 2 or not parts[0].strip().isdigit() or not parts[1].strip():
+            continue
+        parts += [""] * (4 - len(parts))
+        states[parts[0].strip()] = (parts[1].split()[0].upper(), _reason(parts[2], parts[3]))
+    return states
+
+
+def status_error(returncode: int, stderr: str) -> str:
+    """``flux jobs ID...`` fails as a whole on one unknown (purged) id: then list
+    our user's jobs instead (``"mine"``), in the same tick."""
+    if "unknown job id" in stderr or "unknown job" in stderr:
+        return "mine"
+    return "error"
+
+
+def lookup_command(names: list[str]) -> list[str]:
+    """flux filters by one name only: list our user's jobs and filter (ONE call)."""
+    return ["flux", "jobs", "-a", "-n", "-o", LOOKUP_FORMAT]
+
+
+def parse_lookup(output: str, names: list[str] | None = None) -> dict[str, tuple[str, str, str]]:
+    found: dict[str, tuple[str, str, str]] = {}
+    for line in output.splitlines():
+        parts = line.strip().split("|", 4)
+        if len(parts) < 3 or not parts[0].strip().isdigit():
+            continue
+        parts += [""] * (5 - len(parts))
+        jid, name = parts[0].strip(), parts[1].strip()
+        if names is not None and name not in names:
+            continue
+        old = found.get(name)
+        if old is None or int(jid) > int(old[0]):
+            found[name] = (jid, parts[2].split()[0].upper(), _reason(parts[3], parts[4]))
+    return found
+
+
+def cancel_error_is_benign(text: str) -> bool:
+    """flux cancel exits 1 for inactive (ended) or purged jobs: nothing to cancel."""
+    return all(re.search(r"job is inactive|unknown job id", line)
+               for line in text.splitlines() if "ERROR" in line.upper())
+
+
+def cancel_command(job_ids: list[str]) -> list[str]:
+    return ["flux", "cancel", *job_ids]
+
+
+def is_active(state: str) -> bool:
+    return state not in ENDED
+
+
+def is_running(state: str) -> bool:
+    return state in RUNNING
+
+
+def dependency_never_satisfied(state: str, reason: str) -> bool:
+    """flux raises a fatal "dependency" exception when afterok can never be met."""
+    return re.match(r"dependency\b", reason) is not None

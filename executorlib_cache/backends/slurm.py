@@ -1,0 +1,195 @@
+"""SLURM as pure functions: what to run, and how to read what it prints.
+
+Why a module of small pure functions (PSI/J style) instead of a class that
+calls ``sbatch``: every rule about SLURM's command lines and output formats is
+testable without a scheduler (``tests/test_cluster_units.py``), and the one
+place that runs commands (``cluster.py``) is shared with flux.  Submission
+itself goes through pysqa with ``scheduler_templates/slurm.sh``; this module
+supplies the template variables and parses ``sbatch --parsable``.
+
+Status is asked with ONE ``squeue`` per tick for *our* job ids only
+(``-j id1,id2,... -t all``), never every user's queue.  Finished jobs stay
+visible for ``MinJobAge`` (300 s by default) and then vanish: a missing id is
+"finished and purged", which the backend resolves by looking for the result.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+NAME = "slurm"
+QUEUE_TYPE = "SLURM"
+WHY_UNSUPPORTED: dict[str, str] = {}
+#: the pysqa configuration file inside a config directory
+CONFIG_FILES = ("queue.yaml",)
+#: every resource_dict key SLURM honours (cache_key is the executor's own)
+SUPPORTED = frozenset({
+    "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
+    "memory_max", "partition", "exclusive", "slurm_cmd_args", "cwd", "cache_key",
+})
+#: more ids than this and squeue lists our user's jobs instead of a -j list
+MAX_IDS_PER_QUERY = 1000
+STATUS_FORMAT = "%i|%T|%r"
+
+PENDING = frozenset({
+    "PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+})
+RUNNING = frozenset({
+    "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING",
+})
+ENDED = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+    "BOOT_FAIL", "DEADLINE", "REVOKED",
+})
+#: ended states after which a result file may still be on its way (NFS): wait longer
+MAY_HAVE_RESULT = frozenset({"COMPLETED", "FAILED"})
+
+
+def unsupported(resources: dict[str, Any]) -> list[str]:
+    """resource_dict keys SLURM cannot honour (none today: all are mapped)."""
+    return sorted(set(resources) - SUPPORTED)
+
+
+def memory_spec(gb: float) -> int | str:
+    """``memory_max`` in GB for the template: whole GB as int, else MB as ``"1536M"``.
+
+    pysqa truncates a float to int (1.5 -> 1); a string passes through untouched.
+    """
+    if float(gb).is_integer():
+        return int(gb)
+    return f"{math.ceil(gb * 1024)}M"
+
+
+def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
+    """resource_dict -> variables of scheduler_templates/slurm.sh (and pysqa's own).
+
+    ``cores`` -> ``--ntasks``; ``threads_per_core`` -> ``--cpus-per-task``;
+    ``run_time_max`` stays in seconds (the template rounds up to minutes, SLURM's
+    unit); ``cwd`` is applied by the runner, not here.
+    """
+    out: dict[str, Any] = {"cores": int(resources.get("cores", 1))}
+    threads = int(resources.get("threads_per_core", 1))
+    if threads > 1:
+        out["threads_per_core"] = threads
+    for key in ("gpus_per_core", "num_nodes", "run_time_max", "partition"):
+        if resources.get(key):
+            out[key] = resources[key]
+    if resources.get("memory_max"):
+        out["memory_max"] = memory_spec(resources["memory_max"])
+    if resources.get("exclusive"):
+        out["exclusive"] = True
+    if resources.get("slurm_cmd_args"):
+        out["slurm_cmd_args"] = list(resources["slurm_cmd_args"])
+    return out
+
+
+def launcher(resources: dict[str, Any]) -> list[str]:
+    """Prefix that starts the MPI ranks inside the batch job (``cores > 1``).
+
+    ``srun`` does not inherit ``--cpus-per-task`` from sbatch since SLURM 22.05,
+    so it is repeated.  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in CI).
+    """
+    cores = int(resources.get("cores", 1))
+    if cores <= 1:
+        return []
+    cmd = ["srun", "-n", str(cores)]
+    threads = int(resources.get("threads_per_core", 1))
+    if threads > 1:
+        cmd += ["-c", str(threads)]
+    return cmd
+
+
+def parse_job_id(output: str) -> str:
+    """Job id from ``sbatch --parsable`` output: ``"123"`` or ``"123;cluster"``.
+
+    Warnings may precede it; the id is the last non-empty line.
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("sbatch printed no job id")
+    last = lines[-1].split(";")[0].split()[-1]
+    if not re.fullmatch(r"\d+(_\d+)?", last):
+        raise ValueError(f"cannot read a job id from sbatch output {output.strip()!r}")
+    return last
+
+
+def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
+    """ONE squeue for our ids (all states, no header); our user's jobs if very many."""
+    base = ["squeue", "-h", "-t", "all", "-o", STATUS_FORMAT]
+    if mine or len(job_ids) > MAX_IDS_PER_QUERY:
+        return [*base, "--me"]
+    return [*base, "-j", ",".join(job_ids)]
+
+
+def parse_status(output: str) -> dict[str, tuple[str, str]]:
+    """``id|STATE|reason`` lines -> {id: (STATE, reason)}; odd lines are skipped."""
+    states: dict[str, tuple[str, str]] = {}
+    for line in output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not re.fullmatch(r"\d+([_+]\S+)?", parts[0].strip()):
+            continue
+        state_words = parts[1].split()
+        if not state_words:
+            continue
+        reason = parts[2].strip() if len(parts) > 2 else ""
+        states[parts[0].strip()] = (state_words[0].upper(), "" if reason == "None" else reason)
+    return states
+
+
+def status_error(returncode: int, stderr: str) -> str:
+    """How to read a failed squeue: ``"empty"`` (none of the ids is known any
+    more: squeue exits 1 with "Invalid job id specified") or ``"error"``."""
+    if "Invalid job id specified" in stderr:
+        return "empty"
+    return "error"
+
+
+def lookup_command(names: list[str]) -> list[str]:
+    """Find jobs by name (a submission whose id was never recorded): ONE call."""
+    return ["squeue", "-h", "-t", "all", "--me", "--name=" + ",".join(names),
+            "-o", "%i|%j|%T|%r"]
+
+
+def parse_lookup(output: str, names: list[str] | None = None
+                 ) -> dict[str, tuple[str, str, str]]:
+    """``id|name|STATE|reason`` -> {name: (id, STATE, reason)}; the newest id wins."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for line in output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0].strip().isdigit() or not parts[2].split():
+            continue
+        jid, name, state = parts[0].strip(), parts[1].strip(), parts[2].split()[0].upper()
+        if names is not None and name not in names:
+            continue
+        reason = parts[3].strip() if len(parts) > 3 else ""
+        old = found.get(name)
+        if old is None or int(jid) > int(old[0]):
+            found[name] = (jid, state, "" if reason == "None" else reason)
+    return found
+
+
+def cancel_error_is_benign(text: str) -> bool:
+    """scancel complaints about jobs that ended already (it usually exits 0 then)."""
+    return all(re.search(r"already completing or completed|Invalid job id", line)
+               for line in text.splitlines() if "error" in line.lower())
+
+
+def cancel_command(job_ids: list[str]) -> list[str]:
+    return ["scancel", *job_ids]
+
+
+def is_active(state: str) -> bool:
+    """Queued or running; unknown (future) states count as active, to be safe."""
+    return state not in ENDED
+
+
+def is_running(state: str) -> bool:
+    return state in RUNNING
+
+
+def dependency_never_satisfied(state: str, reason: str) -> bool:
+    """An afterok upstream ended badly: SLURM cancels this job (kill-on-invalid-dep)."""
+    return reason == "DependencyNeverSatisfied"

@@ -1,0 +1,117 @@
+"""Executors that run every call as a batch job (SLURM or flux, through pysqa).
+
+    with SlurmClusterExecutor(cache_directory="cache") as exe:
+        fut = exe.submit(fn, x, resource_dict={"cores": 2, "run_time_max": 600})
+        fut.result()
+
+Same cache, keys and futures as :class:`SingleNodeExecutor`; only the backend
+differs (``backends/cluster.py``).  Why a separate module: importing it pulls
+in nothing heavy; pysqa (and pandas behind it) is loaded when an executor is
+created.  See ``docs/slurm.md`` for the resource mapping and what to expect.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .backends.base import Backend
+from .backends.cluster import (
+    SCHEDULERS,
+    ClusterBackend,
+    FluxBackend,
+    SlurmBackend,
+    cancel_jobs,
+)
+from .executor import BaseExecutor
+from .store import JOB_JSON, Store
+
+
+class _ClusterExecutor(BaseExecutor):
+    backend_class: type[ClusterBackend] = SlurmBackend
+
+    def __init__(
+        self,
+        cache_directory: str | os.PathLike[str] | None = None,
+        max_workers: int | None = None,
+        resource_dict: dict[str, Any] | None = None,
+        pysqa_config_directory: str | os.PathLike[str] | None = None,
+        *,
+        secret: str | bytes | None = None,
+        **options: Any,
+    ) -> None:
+        """``cache_directory``: where entries live (default ``$XCACHE_DIR`` or
+        ``.xcache``); it must be visible from the compute nodes.
+        ``max_workers``: reserved for packing many calls into a few worker jobs;
+        not available yet, so anything but None is an error.
+        ``resource_dict``: defaults for every call (see docs/slurm.md).
+        ``pysqa_config_directory``: your own pysqa ``queue.yaml`` + templates
+        instead of the shipped ``scheduler_templates``.
+        ``secret``: sign entries (passed on to the jobs as ``XCACHE_SECRET``).
+        Other keyword options (e.g. ``progress``) go to :class:`BaseExecutor`.
+        """
+        if max_workers is not None:
+            raise ValueError(
+                f"{type(self).__name__}(max_workers={max_workers!r}): packing calls into a "
+                "fixed number of worker jobs is not available yet; every call is its own "
+                "job. Leave max_workers=None.")
+        self._pysqa_config_directory = pysqa_config_directory
+        super().__init__(cache_directory, None, resource_dict, secret=secret, **options)
+
+    def _make_backend(self, max_workers: int | None) -> Backend:
+        return self.backend_class(self._store, None,
+                                  pysqa_config_directory=self._pysqa_config_directory)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``wait=False`` does not wait for results, but it does wait until every
+        call is in the scheduler's queue (dependents with ``afterok``), so the whole
+        graph runs after this process exits; a later run collects the results."""
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if not wait:
+            self._poller.join()
+            self._heartbeat.stop()
+
+
+class SlurmClusterExecutor(_ClusterExecutor):
+    """Every call is one SLURM job (sbatch through pysqa); results come back
+    through the cache directory, which must be on a file system the nodes share."""
+
+    backend_class = SlurmBackend
+
+
+class FluxClusterExecutor(_ClusterExecutor):
+    """Every call is one flux job (``flux batch`` through pysqa's flux mode)."""
+
+    backend_class = FluxBackend
+
+
+def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
+                             backend: str | None = None) -> list[str]:
+    """Cancel every job of this cache that is still queued or running.
+
+    Reads ``job.json`` of the in-flight entries (no result yet) and cancels their
+    job ids with ONE scheduler call per backend (``backend``: ``"slurm"``,
+    ``"flux"``, or None for both).  Returns the job ids it asked to cancel.
+    """
+    if backend is not None and backend not in SCHEDULERS:
+        raise ValueError(f"backend must be one of {sorted(SCHEDULERS)} or None, "
+                         f"got {backend!r}")
+    store = Store(cache_directory, create=False)
+    by_backend: dict[str, list[str]] = {}
+    for key in store.keys():
+        if store.file_status(key) not in ("queued", "running"):
+            continue
+        job = store.read_json(key, JOB_JSON) or {}
+        name = job.get("backend")
+        if name not in SCHEDULERS or (backend is not None and name != backend):
+            continue
+        if job.get("job_id"):
+            by_backend.setdefault(str(name), []).append(str(job["job_id"]))
+    cancelled: list[str] = []
+    for name, ids in by_backend.items():
+        cancel_jobs(name, ids)
+        cancelled.extend(sorted(set(ids)))
+    return cancelled
+
+
+__all__ = ["FluxClusterExecutor", "SlurmClusterExecutor", "terminate_tasks_in_cache"]
