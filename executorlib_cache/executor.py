@@ -189,7 +189,7 @@ class BaseExecutor(Executor):
             elif status == "failed":
                 store.reset_for_retry(key)  # a failure is recorded, not a cache hit
             store.make_entry_dir(key)
-            if status is None and not self._backend.worker_writes_task:
+            if not self._backend.worker_writes_task:  # also over a damaged/tampered one
                 store.write_task(key, payload, meta)
             store.write_json(key, JOB_JSON, {
                 "backend": self._backend.name, "job_id": None, "owner": self._owner,

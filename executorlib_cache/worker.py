@@ -25,7 +25,7 @@ from .errors import TaskDiedError
 from .mpi import mpiexec_path
 from .runner import run_entry
 from .serialization import dumps_exception
-from .store import TASK, Store
+from .store import Store
 
 
 def run_mpi_task(store: Store, key: str, cores: int) -> tuple[str, bytes, dict[str, Any]]:
@@ -84,8 +84,9 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
             resources = json.loads(msg[3])
             cores = int(resources.get("cores", 1))
             try:
-                if not os.path.exists(store.path(key, TASK)):
-                    store.write_task(key, payload, json.loads(msg[4]))
+                # always: a task.h5 left by an earlier attempt may be damaged or tampered
+                # with, and this claim's payload is what runs
+                store.write_task(key, payload, json.loads(msg[4]))
             except Exception as exc:  # disk full, permission denied: fail the task, clearly
                 out, meta = dumps_exception(exc)
                 meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
