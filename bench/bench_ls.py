@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -168,21 +169,31 @@ def create(directory: Path, n: int, mode: str, workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def time_cli(directory: Path, args: list[str], repeat: int) -> list[float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+def time_cli(directory: Path, args: list[str], repeat: int,
+             env_extra: dict[str, str] | None = None) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU (user+sys, all processes) seconds of each run."""
+    env = {**os.environ, **(env_extra or {}), "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "executorlib_cache", "--cache-dir", str(directory), *args]
-    times = []
+    walls, cpus = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
-        times.append(time.perf_counter() - t0)
-    return times
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
 
 
 def fmt(times: list[float]) -> str:
     return (f"min {min(times):.2f} s, median {statistics.median(times):.2f} s "
             f"({len(times)} runs)")
+
+
+def fmt_cli(result: tuple[list[float], list[float]]) -> str:
+    walls, cpus = result
+    return f"{fmt(walls)}; cpu min {min(cpus):.2f} s"
 
 
 def main() -> None:
@@ -204,21 +215,27 @@ def main() -> None:
             dt = create(directory, a.n, a.mode, a.workers)
             print(f"created {a.n} entries ({a.mode}) in {directory} in {dt:.1f} s")
         n = sum(1 for _ in Store(directory).keys())
-        print(f"cpus: {os.cpu_count()}, entries: {n}")
-        ls_json = time_cli(directory, ['ls', '--json'], a.repeat)
-        print(f"xcache ls --json > /dev/null : {fmt(ls_json)}")
-        print(f"xcache ls > /dev/null        : {fmt(time_cli(directory, ['ls'], a.repeat))}")
-        print(f"xcache stats > /dev/null     : {fmt(time_cli(directory, ['stats'], a.repeat))}")
+        print(f"cpus: {os.cpu_count()}, entries: {n}, load average before: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        one = {"XCACHE_SCAN_WORKERS": "1"}
+        print(f"xcache ls --json > /dev/null  : "
+              f"{fmt_cli(time_cli(directory, ['ls', '--json'], a.repeat))}")
+        print(f"  same, one process           : "
+              f"{fmt_cli(time_cli(directory, ['ls', '--json'], a.repeat, one))}")
+        print(f"xcache ls > /dev/null         : "
+              f"{fmt_cli(time_cli(directory, ['ls'], a.repeat))}")
+        print(f"xcache stats > /dev/null      : "
+              f"{fmt_cli(time_cli(directory, ['stats'], a.repeat))}")
         times = []
         for _ in range(a.repeat):
             t0 = time.perf_counter()
             rows = catalog.get_cache_data(directory)
             times.append(time.perf_counter() - t0)
-        print(f"catalog.get_cache_data       : {fmt(times)}, {len(rows)} rows")
+        print(f"catalog.get_cache_data        : {fmt(times)}, {len(rows)} rows")
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         if not a.keep:
             shutil.rmtree(base, ignore_errors=True)
-            shutil.rmtree(base / "cache-templates", ignore_errors=True)
         else:
             print(f"kept {directory}")
 

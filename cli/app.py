@@ -338,11 +338,12 @@ def ls(
         if watch and not as_json:
             _watch(select, interval)
             return
-        chosen, shown = select()
-        if as_json:
-            sys.stdout.write(json.dumps([e.row() for e in shown], default=str))
-            sys.stdout.write("\n")
-            return
+        with catalog.gc_paused():
+            chosen, shown = select()
+            if as_json:
+                sys.stdout.write(json.dumps([e.row() for e in shown], default=str))
+                sys.stdout.write("\n")
+                return
         if len(shown) > RICH_ROWS:
             _print_plain(shown, chosen, time.time())
         else:

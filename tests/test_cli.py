@@ -477,3 +477,18 @@ def test_large_listing_is_plain_text(store: Store, monkeypatch: pytest.MonkeyPat
                                 "runtime", "job", "id", "size"]
     assert [ln.split()[0] for ln in lines[1:6]] == keys
     assert lines[-1].startswith("5 entries (5 done)")
+
+
+def test_refuses_a_directory_that_is_not_a_cache(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "thesis").mkdir(parents=True)
+    (home / "thesis" / "chapter1.tex").write_text("precious")
+    for cmd in (["rm", "--all", "--yes"], ["ls"], ["prune", "--max-size", "0"]):
+        assert "not an executorlib_cache cache" in one_line_error(xcache(home, *cmd))
+    assert (home / "thesis" / "chapter1.tex").read_text() == "precious"
+
+
+def test_rm_keys_and_all_is_an_error(store: Store) -> None:
+    key = make_entry(store, "done")
+    assert "not both" in one_line_error(xcache(store, "rm", key, "--all", "--yes"))
+    assert keys_of(ls_json(store)) == [key]
