@@ -67,20 +67,35 @@ def count(futures: Iterable[Future]) -> Counts:
     return Counts(**tally)
 
 
-class _Bar:
-    """A rich progress bar showing :class:`Counts`; inert when not on a terminal."""
+#: one rich Progress per console, shared by every bar drawn on it: rich allows one
+#: live display at a time, so ``progress(futures)`` inside an executor with
+#: ``progress=True`` adds a second row instead of fighting over the same line
+_shared: dict[int, list[Any]] = {}  # id(console) -> [Progress, number of bars]
+_shared_lock = threading.Lock()
+_default_console: Any = None
 
-    def __init__(self, description: str, console: Any = None) -> None:
+
+def _console() -> Any:
+    global _default_console
+    if _default_console is None:
         from rich.console import Console
 
-        self.console = console if console is not None else Console(stderr=True)
+        _default_console = Console(stderr=True)
+    return _default_console
+
+
+class _Bar:
+    """One row showing :class:`Counts`; inert when the console is not a terminal."""
+
+    def __init__(self, description: str, console: Any = None) -> None:
+        self.console = console if console is not None else _console()
         self.enabled = bool(self.console.is_terminal)
         self._progress: Any = None
         self._task: Any = None
         self._description = description
 
     def update(self, counts: Counts) -> None:
-        """Draw ``counts``; the first call starts the bar (so it never shows 0/0)."""
+        """Draw ``counts``; the first call adds the row (so it never shows 0/0)."""
         if not self.enabled:
             return
         if self._progress is None:
@@ -90,32 +105,53 @@ class _Bar:
         self._progress.refresh()
 
     def _start(self, counts: Counts) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            auto_refresh=False,
-            transient=False,
-        )
-        self._task = self._progress.add_task(self._description, total=counts.total,
-                                             completed=counts.finished, counts=_styled(counts))
-        self._progress.start()
+        with _shared_lock:
+            entry = _shared.get(id(self.console))
+            if entry is None:
+                entry = _shared[id(self.console)] = [_new_progress(self.console), 0]
+                entry[0].start()
+            entry[1] += 1
+            self._progress = entry[0]
+            self._task = self._progress.add_task(
+                self._description, total=counts.total, completed=counts.finished,
+                counts=_styled(counts))
 
     def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        """The last bar on a console stops the display (its rows stay on screen);
+        an inner bar removes its row so that repeated waits do not pile up rows."""
+        if self._progress is None:
+            return
+        with _shared_lock:
+            entry = _shared[id(self.console)]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _shared[id(self.console)]
+                self._progress.refresh()
+                self._progress.stop()
+            else:
+                self._progress.remove_task(self._task)
+        self._progress = None
+
+
+def _new_progress(console: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        auto_refresh=False,
+        transient=False,
+    )
 
 
 def _styled(c: Counts) -> str:

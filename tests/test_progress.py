@@ -107,3 +107,17 @@ def test_executor_progress_off_a_terminal_keeps_nothing(cache_dir, capsys):
         assert exe._progress.counts() == Counts()  # no references kept when not drawing
     captured = capsys.readouterr()
     assert "━" not in captured.err and "━" not in captured.out
+
+
+def test_nested_bars_share_one_display(cache_dir, monkeypatch):
+    """progress(futures) inside an executor with progress=True: two rows, no LiveError."""
+    console, buf = tty()
+    monkeypatch.setattr(sys.modules["executorlib_cache.executor"], "ProgressTracker",
+                        lambda description: ProgressTracker(description, console=console))
+    with SingleNodeExecutor(cache_directory=cache_dir, max_workers=2, progress=True) as exe:
+        outer = [exe.submit(slow, i, 0.05) for i in range(4)]
+        inner = progress_module.progress(outer[:2], description="inner", console=console)
+        assert all(f.done() for f in inner)
+    text = buf.getvalue()
+    assert "inner" in text and "2/2" in text and "4/4" in text
+    assert progress_module._shared == {}  # the shared display was stopped
