@@ -73,6 +73,21 @@ class Poller:
     # ------------------------------------------------------------ caller side
     def put(self, task: Task) -> None:
         self._post(("task", task))
+        if self.error is not None:  # the loop is gone: nobody else would resolve it
+            self._fail_inbox()
+
+    def _fail_inbox(self) -> None:
+        """After a crash: fail the futures of tasks still waiting in the inbox."""
+        while True:
+            try:
+                kind, item = self._inbox.popleft()
+            except IndexError:
+                return
+            if kind == "task":
+                exc = RuntimeError(f"executorlib_cache poller crashed: {self.error!r}")
+                for f in item.futures:
+                    if f.set_running_or_notify_cancel():
+                        f.set_exception(exc)
 
     def cancel(self, future: CacheFuture) -> None:
         self._post(("cancel", future))
@@ -119,6 +134,7 @@ class Poller:
             for task in list(self._tasks.values()):
                 self._fail(task, RuntimeError(f"executorlib_cache poller crashed: {exc!r}"),
                            record=False)
+            self._fail_inbox()  # and those submitted meanwhile (they used to hang)
             raise
         finally:
             try:

@@ -92,10 +92,15 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
                 meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
                 _reply(sock, key, "failed", out, meta)
                 continue
-            if cores > 1:
-                status, out, meta = run_mpi_task(store, key, cores)
-            else:
-                status, out, meta = run_entry(store, key, payload, resources)
+            try:
+                if cores > 1:
+                    status, out, meta = run_mpi_task(store, key, cores)
+                else:
+                    status, out, meta = run_entry(store, key, payload, resources)
+            except Exception as exc:  # not even the error could be written (disk full,
+                status = "failed"  # read-only): tell the driver why instead of dying
+                out, meta = dumps_exception(exc)
+                meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
             _reply(sock, key, status, out, meta)
             if os.getppid() != parent:  # finished the task in hand; nobody to serve now
                 return

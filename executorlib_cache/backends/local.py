@@ -117,7 +117,14 @@ class LocalBackend(Backend):
             return True
         starting = sum(1 for w in self._workers.values() if w.ident is None)
         if starting == 0 and len(self._workers) < self.max_workers:
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError as e:  # e.g. the interpreter cannot be executed: fail tasks
+                self._start_failures += 1  # clearly instead of crashing the poller
+                if self._start_failures >= MAX_START_FAILURES:
+                    self.broken = (f"local worker processes cannot start ({sys.executable}: "
+                                   f"{e}, {self._start_failures} times)")
+                    return True
         return False
 
     def dispatch(self, task: Task, upstream_job_ids: list[str]) -> None:
