@@ -77,6 +77,8 @@ class BaseExecutor(Executor):
         resource_dict: dict[str, Any] | None = None,
         *,
         secret: str | bytes | None = None,
+        dir_mode: int | None = None,
+        file_mode: int | None = None,
         progress: bool = False,
         plot_dependency_graph: bool = False,
         plot_dependency_graph_filename: str | os.PathLike[str] | None = None,
@@ -84,7 +86,11 @@ class BaseExecutor(Executor):
         """``progress``: a live bar of done/cached/failed/running calls (terminal only).
         ``plot_dependency_graph``: at shutdown, draw what was submitted (the tasks still
         run) into ``plot_dependency_graph_filename`` (.svg/.png/.pdf need Graphviz,
-        .dot does not; None: inline in Jupyter, else DOT text on stdout)."""
+        .dot does not; None: inline in Jupyter, else DOT text on stdout).
+        ``secret``: sign every entry (default: env ``XCACHE_SECRET``/``XCACHE_SECRET_FILE``).
+        ``dir_mode``/``file_mode``: permissions of the cache's directories and files
+        (default 0o700/0o600, or env ``XCACHE_DIR_MODE``/``XCACHE_FILE_MODE``; the umask
+        still applies), e.g. ``dir_mode=0o750, file_mode=0o640`` to let a group read."""
         if max_workers is not None and (
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
         ):
@@ -92,7 +98,9 @@ class BaseExecutor(Executor):
         if resource_dict and "cache_key" in resource_dict:
             raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
         self._resources = merge_resources(None, resource_dict)
-        self._store = Store(cache_directory or default_cache_directory(), secret=secret)
+        self._store = Store(cache_directory or default_cache_directory(), secret=secret,
+                            dir_mode=_mode("dir_mode", dir_mode, 0o700),
+                            file_mode=_mode("file_mode", file_mode, 0o600))
         self._backend = self._make_backend(max_workers)
         self._backend.validate(self._resources)
         self._ctx = zmq.Context()
@@ -256,6 +264,17 @@ class BaseExecutor(Executor):
             except Exception as e:
                 warnings.warn(f"executorlib_cache: dependency graph not drawn: {e}",
                               stacklevel=3)
+
+
+def _mode(name: str, mode: int | None, owner: int) -> int | None:
+    """Check a permission option: 9 bits, and the owner keeps what the cache needs."""
+    if mode is None:
+        return None
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777 \
+            or mode & owner != owner:
+        raise ValueError(f"{name} must be an int in 0o000..0o777 granting the owner at least "
+                         f"{owner:#o}, got {mode!r}")
+    return mode
 
 
 def _key_of(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:

@@ -200,7 +200,8 @@ class Store:
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise PermissionError(f"cache directory {self.root} is not writable")
         st = self.root.stat()
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not os.environ.get("XCACHE_DIR_MODE"):
+        # write access for group/others beyond what dir_mode (option or env) asked for
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) & ~self.dir_mode:
             warnings.warn(
                 f"cache directory {self.root} is writable by group/others: anyone who can "
                 "write there can plant pickles this cache will load (chmod 700, or set "
@@ -221,7 +222,8 @@ class Store:
         flock-based: a holder that dies releases it (no stale locks); waiting is
         bounded by ``timeout`` (filelock raises ``Timeout``).
         """
-        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
+        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout,
+                        mode=self.file_mode)
         if _CRASH_AT is not None:
             return _HookedLock(lock)  # type: ignore[return-value]
         return lock
@@ -349,7 +351,7 @@ class Store:
             return None
         return data if isinstance(data, dict) else None
 
-    def _read_h5(self, path: Path | str, kind: str | tuple[str, ...]
+    def _read_h5(self, path: Path | str, kind: str | tuple[str, ...], key: str | None = None
                  ) -> tuple[bytes, dict[str, Any]]:
         try:
             fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_fapl())
@@ -391,10 +393,15 @@ class Store:
             raise TamperedEntryError(
                 f"{path}: signature does not match XCACHE_SECRET; refusing to load it"
             )
+        if key is not None and meta.get("key", key) != key:
+            # a valid file of another entry copied here: with a secret that is a replay
+            # (the signature covers the key), without one a mix-up; never a result of this key
+            cls = TamperedEntryError if self.secret is not None else CorruptEntryError
+            raise cls(f"{path}: belongs to entry {meta.get('key')!r}, not {key!r}")
         return payload, meta
 
     def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
-        return self._read_h5(self.path(key, TASK), "task")
+        return self._read_h5(self.path(key, TASK), "task", key)
 
     def has_result(self, key: str) -> bool:
         return os.path.exists(f"{self._root}/{key}/{RESULT}")
@@ -404,7 +411,7 @@ class Store:
         for name, status in ((RESULT, "done"), (ERROR, "failed")):
             try:
                 # str paths: pathlib costs ~10 us a join, noticeable at 10,000 hits
-                payload, meta = self._read_h5(f"{self._root}/{key}/{name}", status)
+                payload, meta = self._read_h5(f"{self._root}/{key}/{name}", status, key)
             except FileNotFoundError:
                 continue
             return Outcome(status, payload, meta)
