@@ -420,6 +420,31 @@ def test_killed_driver_reattaches_without_resubmitting(cache: Path, calls: Calls
     assert (store.read_json(lost, JOB_JSON) or {})["job_id"] == lost_id
 
 
+def test_second_driver_adopts_the_jobs_of_a_driver_that_dies(cache: Path, calls: Calls,
+                                                             tmp_path: Path) -> None:
+    """B attaches to A's claims while A lives; when A dies, B adopts A's queued jobs
+    (poller take-over) instead of submitting them again."""
+    driver = _driver(tmp_path)
+    a = subprocess.Popen([sys.executable, str(driver), str(cache), "wait"], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = None
+    try:
+        wait_for(lambda: len(_job_ids(cache)) == 5 and all(_job_ids(cache).values()), 30,
+                 "A's 5 job ids")
+        b = subprocess.Popen([sys.executable, str(driver), str(cache), "wait"], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert b.stdout is not None
+        assert b.stdout.readline().strip() == "SUBMITTED"
+    finally:
+        a.send_signal(signal.SIGKILL)
+        a.communicate()
+    assert b is not None
+    out, err = b.communicate(timeout=60)
+    assert b.returncode == 0, err
+    assert "RESULT [0, 10, 20, 30] 60" in out and "'submit': 0" in out, out + err
+    assert calls.count("sbatch") == 5
+
+
 def test_detached_graph_runs_and_a_later_run_collects_it(cache: Path, calls: Calls,
                                                          tmp_path: Path) -> None:
     driver = _driver(tmp_path)

@@ -81,7 +81,7 @@ class SchedulerError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- commands
-def run_command(cmd: list[str], cwd: str | None = None, env: dict[str, str] | None = None,
+def run_command(cmd: list[str], cwd: str | None = None, env: Any = None,
                 timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run a scheduler command; SchedulerError if it cannot run or times out."""
     try:
@@ -307,14 +307,17 @@ class ClusterBackend(Backend):
         self.calls = {"submit": 0, "status": 0, "cancel": 0, "lookup": 0}
 
     # ------------------------------------------------------------- submit side
-    def _env(self) -> dict[str, str] | None:
-        """Environment for scheduler commands (jobs inherit it): pass an explicit
-        ``secret=`` on so the runner signs and checks entries too."""
+    def _env(self) -> dict[bytes, bytes] | None:
+        """Environment for scheduler commands (jobs inherit it): the store's secret
+        (``secret=`` or XCACHE_SECRET[_FILE]) goes on as XCACHE_SECRET, as bytes,
+        so the runner checks and signs entries with the same key."""
         secret = self.store.secret
-        if secret is None or os.environ.get("XCACHE_SECRET") or \
-                os.environ.get("XCACHE_SECRET_FILE"):
+        if secret is None:
             return None
-        return {**os.environ, "XCACHE_SECRET": secret.decode()}
+        env = dict(os.environb)
+        env.pop(b"XCACHE_SECRET_FILE", None)
+        env[b"XCACHE_SECRET"] = secret
+        return env
 
     def _queue_for(self, resources: dict[str, Any]) -> str | None:
         """A ``partition`` that names a pysqa queue selects it; else the primary."""
@@ -414,7 +417,10 @@ class ClusterBackend(Backend):
             except FileNotFoundError:
                 pass
         name = job_name(key, secrets.token_hex(4))
-        job: dict[str, Any] = {
+        claim = {k: v for k, v in (self.store.read_json(key, JOB_JSON) or {}).items()
+                 if k not in ("queued", "job_id_f58", "adopted", "adopted_from")}
+        job: dict[str, Any] = {  # keep what the claim recorded (function, upstream_keys)
+            "function": task.meta.get("function"), "upstream_keys": list(task.deps), **claim,
             "backend": self.name, "job_id": None, "owner": identity(),
             "submitted": time.time(), "job_name": name, "stdout": out, "stderr": err,
             "working_directory": entry, "dependencies": upstream_job_ids,

@@ -1,0 +1,290 @@
+"""Unit tests of the cluster backends without a scheduler.
+
+The per-scheduler modules are pure functions (command lines in, parsed output
+out), so SLURM's and flux's formats, odd output included, are pinned down
+here; the templates are rendered with jinja2 to show that every resource_dict
+key reaches the batch script; and the backend's death-detection state machine
+is driven with scripted scheduler answers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2 import Template
+
+from executorlib_cache.backends import cluster, flux, slurm
+from executorlib_cache.backends.base import Died, Finished, Started, Task
+from executorlib_cache.future import CacheFuture
+from executorlib_cache.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = REPO / "scheduler_templates"
+pytestmark = pytest.mark.timeout(30)
+
+FULL = {"cores": 4, "threads_per_core": 2, "gpus_per_core": 1, "num_nodes": 2,
+        "run_time_max": 61, "memory_max": 1.5, "partition": "gpu", "exclusive": True,
+        "slurm_cmd_args": ["--qos=high", "--account=abc"], "cwd": "/tmp", "cache_key": "k"}
+
+
+# ---------------------------------------------------------------- slurm.py
+def test_slurm_template_gets_every_resource() -> None:
+    v = slurm.template_vars(FULL)
+    assert v == {"cores": 4, "threads_per_core": 2, "gpus_per_core": 1, "num_nodes": 2,
+                 "run_time_max": 61, "memory_max": "1536M", "partition": "gpu",
+                 "exclusive": True, "slurm_cmd_args": ["--qos=high", "--account=abc"]}
+    text = Template((TEMPLATES / "slurm.sh").read_text()).render(
+        job_name="k.1234", working_directory="/w", command="run", dependency_list=["7", "8"],
+        stdout_path="/w/job.out", stderr_path="/w/job.err", **v)
+    for line in ("--ntasks=4", "--cpus-per-task=2", "--gpus-per-task=1", "--nodes=2",
+                 "--time=2", "--mem=1536M", "--partition=gpu", "--exclusive", "--qos=high",
+                 "--account=abc", "--dependency=afterok:7:8", "--kill-on-invalid-dep=yes",
+                 "--output=/w/job.out", "--error=/w/job.err", "--job-name=k.1234"):
+        assert f"#SBATCH {line}" in text, line
+    assert slurm.unsupported(FULL) == []
+    assert slurm.template_vars({"cores": 1, "threads_per_core": 1}) == {"cores": 1}
+
+
+def test_slurm_memory_and_launcher() -> None:
+    assert slurm.memory_spec(4) == 4 and slurm.memory_spec(4.0) == 4
+    assert slurm.memory_spec(0.5) == "512M"
+    assert slurm.launcher({"cores": 1}) == []
+    assert slurm.launcher({"cores": 4, "threads_per_core": 2}) == ["srun", "-n", "4", "-c", "2"]
+
+
+@pytest.mark.parametrize("out, jid", [
+    ("123\n", "123"), ("123;cluster\n", "123"),
+    ("sbatch: warning: something odd\n456\n", "456"), ("  789  \n\n", "789"),
+])
+def test_slurm_job_id(out: str, jid: str) -> None:
+    assert slurm.parse_job_id(out) == jid
+
+
+@pytest.mark.parametrize("out", ["", "\n", "Submitted batch job\n", "error: nope\n"])
+def test_slurm_job_id_garbage(out: str) -> None:
+    with pytest.raises(ValueError):
+        slurm.parse_job_id(out)
+
+
+def test_slurm_status_parsing_and_commands() -> None:
+    out = ("12|RUNNING|None\n\nsqueue: warning: whatever\n13|PENDING|Dependency\n"
+           "14|CANCELLED by 0|DependencyNeverSatisfied\n15_3|COMPLETED|None\n"
+           "16+0|failed|NonZeroExitCode\nnot a line\n17|\n")
+    assert slurm.parse_status(out) == {
+        "12": ("RUNNING", ""), "13": ("PENDING", "Dependency"),
+        "14": ("CANCELLED", "DependencyNeverSatisfied"), "15_3": ("COMPLETED", ""),
+        "16+0": ("FAILED", "NonZeroExitCode")}
+    cmd = slurm.status_command(["1", "2"])
+    assert cmd[0] == "squeue" and cmd[-2:] == ["-j", "1,2"] and "all" in cmd
+    assert "--me" in slurm.status_command([str(i) for i in range(2000)])
+    assert slurm.status_error(1, "slurm_load_jobs error: Invalid job id specified") == "empty"
+    assert slurm.status_error(1, "Socket timed out on send/recv operation") == "error"
+    assert slurm.is_active("PENDING") and slurm.is_active("COMPLETING")
+    assert slurm.is_active("SOME_NEW_STATE") and not slurm.is_active("TIMEOUT")
+    assert slurm.is_running("RUNNING") and not slurm.is_running("PENDING")
+    assert slurm.dependency_never_satisfied("PENDING", "DependencyNeverSatisfied")
+    assert not slurm.dependency_never_satisfied("CANCELLED", "Dependency")
+
+
+def test_slurm_lookup_and_cancel() -> None:
+    cmd = slurm.lookup_command(["a.1", "b.2"])
+    assert "--name=a.1,b.2" in cmd and "--me" in cmd
+    out = "5|a.1|COMPLETED|None\n9|a.1|RUNNING|None\n7|b.2|PENDING|Priority\n8|c.3|RUNNING|\n"
+    assert slurm.parse_lookup(out, ["a.1", "b.2"]) == {
+        "a.1": ("9", "RUNNING", ""), "b.2": ("7", "PENDING", "Priority")}
+    assert slurm.cancel_command(["1", "2"]) == ["scancel", "1", "2"]
+    assert slurm.cancel_error_is_benign(
+        "scancel: error: Kill job error on job id 5: Job/step already completing or completed")
+    assert not slurm.cancel_error_is_benign("scancel: error: Access/permission denied")
+
+
+# ---------------------------------------------------------------- flux.py
+def test_flux_ids() -> None:
+    for n in (0, 1, 57, 58, 16777216000, 2**63 - 1):
+        assert flux.f58_decode(flux.f58_encode(n)) == n
+        assert flux.to_decimal(flux.f58_encode(n)) == str(n)
+        assert flux.to_decimal("f" + flux.f58_encode(n)[1:]) == str(n)
+    assert flux.to_decimal("123") == "123" and flux.to_decimal("0x10") == "16"
+    assert flux.parse_job_id("\u0192Xvt1zF\n") == str(flux.f58_decode("\u0192Xvt1zF"))
+    with pytest.raises(ValueError):
+        flux.parse_job_id("flux-batch: ERROR: unsatisfiable request\n")
+    with pytest.raises(ValueError):
+        flux.f58_decode("\u0192l0O")  # not in the alphabet
+
+
+def test_flux_template_and_refusals() -> None:
+    assert flux.unsupported(FULL) == ["memory_max", "slurm_cmd_args"]
+    ok = {k: v for k, v in FULL.items() if k not in ("memory_max", "slurm_cmd_args")}
+    v = flux.template_vars(ok)
+    text = Template((TEMPLATES / "flux.sh").read_text()).render(
+        job_name="k.1", working_directory="/w", command="run", dependency_list=["5"], **v)
+    for line in ("-n 4", "-c 2", "-g 1", "-N 2", "--exclusive", "-t 61s", "--queue=gpu",
+                 "--dependency=afterok:5", "--job-name=k.1"):
+        assert f"# flux: {line}" in text, line
+    assert flux.launcher({"cores": 2}) == ["flux", "run", "-n", "2"]
+
+
+def test_flux_status_parsing() -> None:
+    out = ("100|RUN||\n101|COMPLETED||\n102|FAILED|dependency|dependency: afterok:"
+           "\u0192abc can never | be satisfied\n103|CANCELED|cancel|\n\nbogus\n104||x|\n")
+    states = flux.parse_status(out)
+    assert states == {"100": ("RUN", ""), "101": ("COMPLETED", ""),
+                      "102": ("FAILED", "dependency: dependency: afterok:\u0192abc can never "
+                                        "| be satisfied"),
+                      "103": ("CANCELED", "cancel")}
+    assert flux.dependency_never_satisfied(*states["102"])
+    assert not flux.dependency_never_satisfied(*states["103"])
+    assert flux.is_active("SCHED") and not flux.is_active("TIMEOUT")
+    assert flux.status_error(1, "flux-jobs: ERROR: 123: unknown job id") == "mine"
+    assert flux.status_command(["1"], mine=True)[-1] == "-a"
+    assert flux.cancel_error_is_benign("flux-cancel: ERROR: \u0192x: job is inactive")
+    found = flux.parse_lookup("5|a.1|RUN||\n6|b|RUN||\n", ["a.1"])
+    assert found == {"a.1": ("5", "RUN", "")}
+
+
+# ---------------------------------------------------------------- cluster.py helpers
+def test_job_name_tail_and_runner_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    key = "f" * 120
+    assert cluster.job_name(key, "abcd1234") == "f" * 80 + ".abcd1234"
+    assert cluster.job_name("add-v1-00", "x") == "add-v1-00.x"
+    err = tmp_path / "job.err"
+    err.write_text("\n".join(f"line {i}" for i in range(100)))
+    assert cluster.tail(err).splitlines() == [f"line {i}" for i in range(85, 100)]
+    assert cluster.tail(tmp_path / "missing") == "" and cluster.tail(None) == ""
+    script = cluster.runner_script(slurm, "/opt/py 3/bin/python", "/c", "k", {"cores": 2},
+                                   "/home/o'brien", "/a:/b")
+    assert "cd '/home/o'\"'\"'brien' ||" in script
+    assert "export PYTHONPATH=/a:/b" in script
+    assert script.splitlines()[-1] == ("exec srun -n 2 '/opt/py 3/bin/python' -m "
+                                       "executorlib_cache.runner --mpi --backend slurm /c k")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = cluster.python_path_for_jobs().split(":")
+    assert str(tmp_path) in path and not any(p.startswith(sys.prefix + "/") for p in path)
+
+
+# ---------------------------------------------------------------- backend state machine
+class Scripted:
+    """Stands in for the scheduler: query_states answers from a list."""
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+        self.queries: list[list[str]] = []
+
+    def __call__(self, sched: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
+        self.queries.append(list(ids))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("XCACHE_RESULT_GRACE", "0.3")
+    scripted = Scripted()
+    monkeypatch.setattr(cluster, "query_states", scripted)
+    store = Store(tmp_path / "cache")
+    backend = cluster.SlurmBackend(store)
+
+    def task(key: str, jid: str = "42", adopted: bool = False,
+             deps: dict[str, CacheFuture] | None = None) -> Task:
+        store.make_entry_dir(key)
+        t = Task(key, [CacheFuture(key)], b"", {"cores": 1}, deps or {})
+        job = {"job_name": f"{key}.x", "stderr": str(store.path(key, "job.err"))}
+        backend._track(t, job, jid, adopted=adopted)
+        return t
+
+    def check(tasks: dict[str, Task]) -> list[Any]:
+        backend._next_stat = backend._next_status = 0.0  # everything due now
+        return backend.check(tasks)
+
+    return backend, scripted, task, check, store
+
+
+def test_result_file_means_finished_without_asking(rig: Any) -> None:
+    backend, scripted, task, check, store = rig
+    t = task("a")
+    store.path("a", "result.h5").write_bytes(b"x")
+    scripted.answers = [{}]
+    events = check({"a": t})
+    assert [type(e) for e in events] == [Finished] and scripted.queries == []
+
+
+def test_running_then_cancelled_dies_after_a_short_grace(rig: Any) -> None:
+    backend, scripted, task, check, store = rig
+    t = task("a", "42")
+    store.path("a", "job.err").write_text("slurmstepd: error: *** JOB 42 CANCELLED ***\n")
+    scripted.answers = [{"42": ("RUNNING", "")}]
+    assert [type(e) for e in check({"a": t})] == [Started]
+    scripted.answers = [{"42": ("CANCELLED", "")}]
+    assert check({"a": t}) == []  # grace: the result may be on its way
+    time.sleep(cluster.GRACE_KILLED + 0.05)
+    (died,) = check({"a": t})
+    assert isinstance(died, Died) and died.state == "CANCELLED"
+    assert "CANCELLED" in died.message and "*** JOB 42 CANCELLED ***" in died.message
+
+
+def test_purged_job_gets_the_nfs_grace(rig: Any) -> None:
+    backend, scripted, task, check, store = rig
+    t = task("a", "42")
+    scripted.answers = [{}]
+    assert check({"a": t}) == []
+    assert check({"a": t}) == []
+    time.sleep(0.35)
+    (died,) = check({"a": t})
+    assert isinstance(died, Died) and "no longer known" in died.message
+
+
+def test_transient_status_errors_then_failure(rig: Any) -> None:
+    backend, scripted, task, check, store = rig
+    t = task("a", "42")
+    err = cluster.SchedulerError("squeue failed (exit 1): Socket timed out")
+    scripted.answers = [err, err, err, err, {"42": ("RUNNING", "")}]
+    for _ in range(4):
+        assert check({"a": t}) == []
+    assert [type(e) for e in check({"a": t})] == [Started]  # the counter resets
+    scripted.answers = [err]
+    events = [e for _ in range(cluster.MAX_STATUS_FAILURES) for e in check({"a": t})]
+    assert len(events) == 1 and isinstance(events[0], Died)
+    assert "Socket timed out" in events[0].message
+
+
+def test_adopted_job_found_dead_is_resubmitted(rig: Any, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    backend, scripted, task, check, store = rig
+    t = task("a", "42", adopted=True)
+    submitted: list[list[str]] = []
+    monkeypatch.setattr(backend, "_submit", lambda task, ups: submitted.append(ups))
+    scripted.answers = [{"42": ("TIMEOUT", "TimeLimit")}]
+    assert check({"a": t}) == [] and submitted == [[]]
+
+
+def test_dependency_never_satisfied_waits_for_the_upstream_future(
+        rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, scripted, task, check, store = rig
+    up = CacheFuture("up")
+    t = task("a", "42", deps={"up": up})
+    submitted: list[list[str]] = []
+    monkeypatch.setattr(backend, "_submit", lambda task, ups: submitted.append(ups))
+    scripted.answers = [{"42": ("CANCELLED", "DependencyNeverSatisfied")}]
+    assert check({"a": t}) == [] and check({"a": t}) == []  # the poller fails it
+    up.set_running_or_notify_cancel()
+    up.set_result(1)  # a stale dependency of an earlier attempt: run it again
+    assert check({"a": t}) == [] and submitted == [[]]
+
+
+def test_submit_throttle(rig: Any) -> None:
+    backend, scripted, task, check, store = rig
+    backend.submit_rate, backend.submit_burst, backend._tokens = 10.0, 3.0, 3.0
+    t = Task("x", [], b"", {}, {})
+    allowed = 0
+    while backend.can_dispatch(t):
+        backend._tokens -= 1
+        allowed += 1
+    assert allowed == 3 and backend._throttled
+    assert 0.02 <= backend.check_interval <= 0.11
