@@ -37,7 +37,7 @@ from .hashing import task_key
 from .liveness import Heartbeat, identity
 from .poller import Poller
 from .progress import ProgressTracker
-from .resources import merge_resources
+from .resources import merge_resources, validate_cache_key
 from .serialization import dumps_call, load_exception, loads
 from .store import HOST, JOB_JSON, CorruptEntryError, Store
 
@@ -184,6 +184,7 @@ class BaseExecutor(Executor):
         """check-write-record under the entry lock: 'hit', 'owned', 'adopted' or 'attached'."""
         store = self._store
         with store.claim(key):
+            store.guard_entry_dir(key)  # never write or delete through a symlink
             status = store.file_status(key)
             if status == "done":
                 return "hit"
@@ -303,6 +304,7 @@ def get_future_from_cache(cache_directory: str | os.PathLike[str], key: str) -> 
     """A future for an existing entry: done, failed, or resolved when it finishes."""
     from .watch import watch_entry
 
+    validate_cache_key(key)  # "../elsewhere" must not read (and unpickle) outside the cache
     store = Store(cache_directory, create=False)
     future = CacheFuture(key)
     outcome = store.read_outcome(key) if store.names(key) is not None else None

@@ -292,6 +292,18 @@ class Store:
             _unlink(tmp)
             raise
 
+    def guard_entry_dir(self, key: str) -> None:
+        """An entry must be a real directory inside the cache.  A symlink (or a file) in
+        its place is moved aside with a warning, so nothing is written or deleted
+        through it, wherever it points."""
+        try:
+            st = os.lstat(f"{self._root}/{key}")
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            self.quarantine(key, f"the entry is {what}; it is not followed")
+
     def make_entry_dir(self, key: str) -> None:
         """The directory of an entry; on its own (no files) it reads as absent."""
         try:
