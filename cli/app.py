@@ -159,6 +159,8 @@ def fmt_time(ts: float | None) -> str:
 def fmt_duration(s: float | None) -> str:
     if s is None:
         return "-"
+    if s < 0.1:
+        return f"{s * 1000:.1f}ms"
     if s < 60:
         return f"{s:.2f}s" if s < 10 else f"{s:.1f}s"
     m, sec = divmod(int(round(s)), 60)
@@ -195,7 +197,7 @@ def _summary(entries: Sequence[Entry]) -> str:
 
 
 #: larger listings are printed as plain aligned text: rich lays out ~2,000 rows a second
-RICH_ROWS = 2000
+RICH_ROWS = 1000
 LS_COLUMNS = ("key", "function", "status", "submitted", "finished", "runtime", "job id", "size")
 
 
@@ -318,7 +320,7 @@ def ls(
     Reads only directory listings and the small JSON files: nothing is unpickled
     and no user module is imported.  Only --verify reads the .h5 files, finding
     unreadable (corrupt) and, with XCACHE_SECRET, tampered ones; --status corrupt
-    or tampered implies it.  Over 2,000 rows are printed as plain aligned text.
+    or tampered implies it.  Over 1,000 rows are printed as plain aligned text.
     """
     with _user_errors():
         store = _store(ctx)
@@ -438,6 +440,8 @@ def _print_info(console: Console, store: Store, info: dict[str, Any], load: bool
     qual = info.get("qualname")
     row("function", f"{fn}" + (f"  ({where}.{qual or fn})" if where else ""))
     row("args", info.get("args"))
+    if info.get("kwargs") not in (None, "{}"):
+        row("kwargs", info.get("kwargs"))
     if info.get("resource_dict"):
         row("resources", json.dumps(info["resource_dict"], default=str, sort_keys=True))
     deps = info.get("dependencies") or []

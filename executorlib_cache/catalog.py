@@ -825,6 +825,7 @@ def describe(
     info.update(
         qualname=task.get("qualname"),
         args=task.get("args"),
+        kwargs=task.get("kwargs"),
         resource_dict=task.get("resource_dict"),
         submit_host=task.get("host"),
         user=task.get("user"),
@@ -982,6 +983,9 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
                     continue
                 if store.remove(e.key):
                     removed.append(e.key)
+                elif store.names(e.key) is not None:
+                    notes.append(f"cannot remove {e.key}: could not move it into "
+                                 f"{store.root / '.trash'}")
         except OSError as err:
             notes.append(f"cannot remove {e.key}: {err}")
         except Exception as err:  # filelock.Timeout

@@ -535,3 +535,17 @@ def test_describe(store: Store, tmp_path: Path) -> None:
     assert "error" not in info
     loaded = catalog.describe(store.root, key, load=True)
     assert isinstance(loaded["error"], ValueError)
+
+
+def test_interrupted_removal_is_invisible_and_cleaned_up(store: Store) -> None:
+    """Store.remove renames into .trash first: a removal killed before deleting the
+    files leaves nothing that lists as an entry; a later rm/prune finishes it."""
+    key = make_entry(store, "done")
+    other = make_entry(store, "done")
+    half = store.root / ".trash" / f"{key}.1234-abc"
+    os.rename(store.entry_dir(key), half)  # what a killed `xcache rm` leaves behind
+    assert [r["key"] for r in catalog.get_cache_data(store.root)] == [other]
+    old = time.time() - 2 * 3600
+    os.utime(half, (old, old))
+    catalog.remove_entries(store.root, [other])
+    assert not half.exists()
