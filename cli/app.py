@@ -629,8 +629,10 @@ def prune(
     """Remove least recently used finished (done/failed) entries.
 
     First those not used for --max-age, then more, least recently used first,
-    until the cache is at most --max-size. "Used" is the later of the finish time
-    and the mtime of result.h5/error.h5 (bumped by the executor on a cache hit).
+    until the cache is at most --max-size (bytes on disk, all entries counted).
+    "Used" is the later of the finish time and the mtime of result.h5/error.h5,
+    which an executor may bump with os.utime on a cache hit; atime is not used
+    (often disabled on HPC file systems, and refreshed by any reader or backup).
     Pending, queued and running entries are never touched. No confirmation is
     asked (finished entries can be recomputed); use --dry-run to look first.
     """

@@ -775,9 +775,11 @@ def _load_outcome(store: Store, e: Entry) -> tuple[Any, str | None]:
         outcome = store.read_outcome(e.key)
         if outcome is None:
             return None, "no result or error file"
-        import cloudpickle
+        from .serialization import load_exception, loads
 
-        return cloudpickle.loads(outcome.payload), None
+        if outcome.status == "failed":  # as a future raises it: remote traceback as cause
+            return load_exception(outcome.payload, outcome.meta), None
+        return loads(outcome.payload), None
     except Exception as err:  # anything a foreign pickle can raise
         return None, f"{type(err).__name__}: {err}"
 
@@ -814,7 +816,8 @@ def describe(
     key = resolve_key(store, key)
     found = scan(store, keys=[key], verify=True, disk=True, check_scheduler=check_scheduler)
     if not found:
-        raise CatalogError(f"entry {key} disappeared while reading it")
+        raise CatalogError(f"entry {key} is empty (its creation was interrupted) or was "
+                           "just removed")
     e = found[0]
     info: dict[str, Any] = e.row()
     task = store.read_json(key, TASK_JSON) or {}
@@ -1084,9 +1087,9 @@ def plan_prune(
     for ``max_age``, then more, oldest use first, until the cache (all entries,
     also in-flight ones) is at most ``max_size`` bytes.  "Used" is
     :attr:`Entry.last_used`: the later of the finish time and the mtime of
-    ``result.h5``/``error.h5`` (an executor bumps it with ``os.utime`` on a cache
-    hit; atime is not used: it is often off on HPC file systems and any reader,
-    including a backup, would refresh it).
+    ``result.h5``/``error.h5`` (an executor may bump it with ``os.utime`` on a
+    cache hit; atime is not used: it is often off on HPC file systems and any
+    reader, including a backup, would refresh it).
     """
     if max_size is None and max_age is None:
         raise CatalogError("give a maximum size, a maximum age, or both")

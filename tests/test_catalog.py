@@ -535,6 +535,7 @@ def test_describe(store: Store, tmp_path: Path) -> None:
     assert "error" not in info
     loaded = catalog.describe(store.root, key, load=True)
     assert isinstance(loaded["error"], ValueError)
+    assert "ValueError: bad input" in str(loaded["error"].__cause__)  # remote traceback
 
 
 def test_interrupted_removal_is_invisible_and_cleaned_up(store: Store) -> None:
