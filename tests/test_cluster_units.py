@@ -9,6 +9,7 @@ is driven with scripted scheduler answers.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -288,3 +289,65 @@ def test_submit_throttle(rig: Any) -> None:
         allowed += 1
     assert allowed == 3 and backend._throttled
     assert 0.02 <= backend.check_interval <= 0.11
+
+
+class FakeCommands:
+    """Stands in for subprocess: sbatch fails ``fail`` times, then prints an id."""
+
+    def __init__(self, fail: int, error: str) -> None:
+        self.fail, self.error = fail, error
+        self.log: list[list[str]] = []
+
+    def __call__(self, cmd: list[str], **kwargs: Any) -> Any:
+        self.log.append(list(cmd))
+        if cmd[0] == "sbatch":
+            if self.fail > 0:
+                self.fail -= 1
+                return subprocess.CompletedProcess(cmd, 1, "", self.error)
+            return subprocess.CompletedProcess(cmd, 0, "77\n", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")  # squeue --name: not found
+
+
+def _retry_rig(rig: Any, monkeypatch: pytest.MonkeyPatch, fail: int, error: str) -> Any:
+    backend, scripted, task, check, store = rig
+    fake = FakeCommands(fail, error)
+    monkeypatch.setattr(cluster, "run_command", fake)
+    monkeypatch.setattr(cluster, "SUBMIT_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    store.make_entry_dir("r")
+    t = Task("r", [CacheFuture("r")], b"", {"cores": 1}, {})
+    return backend, check, fake, t
+
+
+def test_transient_sbatch_errors_are_retried_after_a_name_lookup(
+        rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, check, fake, t = _retry_rig(rig, monkeypatch, 2, "sbatch: error: Batch job "
+                                         "submission failed: Socket timed out on send/recv")
+    backend.dispatch(t, [])
+    assert t.job_id is None and t.info["retry_at"] is not None
+    for _ in range(20):
+        time.sleep(0.02)
+        assert check({"r": t}) == [] or t.job_id
+        if t.job_id:
+            break
+    assert t.job_id == "77"
+    names = [c for c in fake.log if c[0] == "squeue" and any("--name=" in a for a in c)]
+    assert len(names) == 2  # before each retry: was the lost submission accepted?
+    assert [c[0] for c in fake.log].count("sbatch") == 3
+
+
+def test_permanent_or_persistent_sbatch_errors_fail(rig: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, check, fake, t = _retry_rig(rig, monkeypatch, 1, "sbatch: error: invalid "
+                                         "partition specified: nope")
+    with pytest.raises(cluster.SubmissionError, match="invalid partition"):
+        backend.dispatch(t, [])
+    backend, check, fake, t = _retry_rig(rig, monkeypatch, 100, "Socket timed out")
+    backend.dispatch(t, [])
+    events: list[Any] = []
+    for _ in range(50):
+        time.sleep(0.02)
+        events += check({"r": t})
+        if events:
+            break
+    (ev,) = events
+    assert "Socket timed out" in ev.message and "gave up after 4 attempts" in ev.message

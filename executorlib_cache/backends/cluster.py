@@ -61,6 +61,9 @@ YOUNG = 10.0  # a job tracked for less than this keeps the status tick short
 MAX_STATUS_FAILURES = 5  # consecutive failed status calls before futures fail
 GRACE_KILLED = 0.5  # cancelled / time limit / OOM: no result can be coming
 SUBMIT_SETTLE = 3.0  # a claim this fresh may still have an sbatch in flight
+#: a transient submission error (socket timeout, controller busy) is retried after
+#: these delays (from the poller's checks, never blocking it); then the future fails
+SUBMIT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 JOB_NAME_KEY_CHARS = 80
 
 
@@ -301,6 +304,7 @@ class ClusterBackend(Backend):
         self._adopted: dict[str, dict[str, Any]] = {}  # key -> job.json taken over
         self._to_cancel: list[str] = []
         self._next_stat = self._next_status = 0.0
+        self._next_retry = float("inf")
         self._stat_interval, self._status_interval = STAT_MIN, STATUS_MIN
         self._status_failures = 0
         #: scheduler calls made (tests and benchmarks read these)
@@ -382,13 +386,43 @@ class ClusterBackend(Backend):
                 self._track(task, job, str(jid), adopted=True)
                 return
         self._tokens -= 1.0
-        self._submit(task, [str(j) for j in upstream_job_ids])
+        self._submit_or_defer(task, [str(j) for j in upstream_job_ids])
 
-    def _lookup_by_name(self, key: str, job: dict[str, Any]) -> str | None:
-        """The killed driver wrote the name but not the id: was the job submitted?"""
+    def _submit_or_defer(self, task: Task, upstream_job_ids: list[str]) -> None:
+        """Submit; on a transient error keep the task and retry later (check()).
+
+        A retry first looks the failed attempt's job name up: a submission whose
+        answer was lost (socket timeout) may have been accepted after all.
+        Raises SubmissionError for a permanent error or when retries ran out.
+        """
+        attempt = int(task.info.get("submit_attempts", 0))
+        try:
+            if attempt:
+                job = self.store.read_json(task.key, JOB_JSON) or {}
+                jid = (self._lookup_by_name(task.key, job, settle=False)
+                       if job.get("job_name") else None)
+                if jid:
+                    self._track(task, job, jid)
+                    return
+            self._submit(task, upstream_job_ids)
+        except SubmissionError as e:
+            if attempt >= len(SUBMIT_RETRY_DELAYS) or \
+                    not self.scheduler.submit_error_is_transient(str(e)):
+                if attempt:
+                    raise SubmissionError(f"{e} (gave up after {attempt + 1} attempts)") from e
+                raise
+            retry_at = time.monotonic() + SUBMIT_RETRY_DELAYS[attempt]
+            task.job_id = None
+            task.info.update(submit_attempts=attempt + 1, retry_at=retry_at,
+                             retry_upstream=upstream_job_ids)
+            self._next_retry = min(self._next_retry, retry_at)
+
+    def _lookup_by_name(self, key: str, job: dict[str, Any], settle: bool = True
+                        ) -> str | None:
+        """The name was written but not the id: was the job submitted after all?"""
         name = str(job["job_name"])
         age = time.time() - float(job.get("submitted") or 0)
-        if 0 <= age < SUBMIT_SETTLE:  # its sbatch may still be on its way
+        if settle and 0 <= age < SUBMIT_SETTLE:  # its sbatch may still be on its way
             time.sleep(SUBMIT_SETTLE - age)
         self.calls["lookup"] += 1
         try:
@@ -454,7 +488,7 @@ class ClusterBackend(Backend):
     def _track(self, task: Task, job: dict[str, Any], jid: str, adopted: bool = False) -> None:
         now = time.monotonic()
         task.job_id = jid
-        task.info.update(job=job, adopted=adopted, seen_alive=False, started=False,
+        task.info.update(job=job, adopted=adopted, retry_at=None, seen_alive=False, started=False,
                          gone_since=None, grace=0.0, state=None, reason="", tracked_at=now)
         self._status_interval = STATUS_MIN
         self._next_status = min(self._next_status, now if adopted else now + STATUS_MIN)
@@ -464,7 +498,7 @@ class ClusterBackend(Backend):
     # ------------------------------------------------------------- poller side
     @property
     def check_interval(self) -> float:  # type: ignore[override]
-        nxt = min(self._next_stat, self._next_status)
+        nxt = min(self._next_stat, self._next_status, self._next_retry)
         if self._throttled:
             nxt = min(nxt, self._tokens_at + (1.0 - self._tokens) / max(self.submit_rate, 1e-3))
         return max(0.02, nxt - time.monotonic())
@@ -505,6 +539,27 @@ class ClusterBackend(Backend):
             events += self._stat_pass(tasks, now, finished)
         if now >= self._next_status:
             events += self._status_pass(tasks, now, finished)
+        if now >= self._next_retry:
+            events += self._retry_pass(tasks, now, finished)
+        return events
+
+    def _retry_pass(self, tasks: dict[str, Task], now: float, finished: set[str]
+                    ) -> list[Event]:
+        """Submissions that failed transiently and are due for another attempt."""
+        events: list[Event] = []
+        self._next_retry = float("inf")
+        for key, task in tasks.items():
+            at = task.info.get("retry_at")
+            if at is None or task.job_id or key in finished:
+                continue
+            if now >= at:
+                try:
+                    self._submit_or_defer(task, task.info.get("retry_upstream") or [])
+                except SubmissionError as e:
+                    events.append(SubmitFailed(key, str(e)))
+                    continue
+            if task.info.get("retry_at") is not None:
+                self._next_retry = min(self._next_retry, task.info["retry_at"])
         return events
 
     def _stat_pass(self, tasks: dict[str, Task], now: float, finished: set[str]) -> list[Event]:
@@ -617,8 +672,9 @@ class ClusterBackend(Backend):
                 if up.get("job_id"):
                     upstream.append(str(up["job_id"]))
         self._tokens -= 1.0
+        task.info["submit_attempts"] = 0
         try:
-            self._submit(task, upstream)
+            self._submit_or_defer(task, upstream)
         except SubmissionError as e:
             return SubmitFailed(task.key, str(e))
         return None

@@ -176,6 +176,16 @@ def cancel_error_is_benign(text: str) -> bool:
                for line in text.splitlines() if "ERROR" in line.upper())
 
 
+#: error texts of a scheduler that is busy or briefly unreachable: retry the submit
+TRANSIENT = ("Resource temporarily unavailable", "Connection refused",
+             "Connection reset", "Socket timed out", "timed out", "did not answer within")
+
+
+def submit_error_is_transient(text: str) -> bool:
+    """A submission that may succeed when tried again (not a refused job)."""
+    return any(p in text for p in TRANSIENT)
+
+
 def cancel_command(job_ids: list[str]) -> list[str]:
     return ["flux", "cancel", *job_ids]
 

@@ -177,6 +177,18 @@ def cancel_error_is_benign(text: str) -> bool:
                for line in text.splitlines() if "error" in line.lower())
 
 
+#: error texts of a scheduler that is busy or briefly unreachable: retry the submit
+TRANSIENT = ("Socket timed out", "Unable to contact slurm controller",
+             "Resource temporarily unavailable", "slurm_receive_msg", "Zero Bytes were transmitted",
+             "Connection refused", "Transport endpoint is not connected", "Connection timed out",
+             "did not answer within")
+
+
+def submit_error_is_transient(text: str) -> bool:
+    """A submission that may succeed when tried again (not a refused job)."""
+    return any(p in text for p in TRANSIENT)
+
+
 def cancel_command(job_ids: list[str]) -> list[str]:
     return ["scancel", *job_ids]
 
