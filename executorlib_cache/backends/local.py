@@ -91,6 +91,9 @@ class LocalBackend(Backend):
         # the worker must import what the driver can (functions pickled by reference)
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        # the permissions asked for, also for `mpiexec ... runner` started by a worker
+        env["XCACHE_DIR_MODE"] = oct(self.store.dir_mode)[2:]
+        env["XCACHE_FILE_MODE"] = oct(self.store.file_mode)[2:]
         if self.store.secret is not None:  # an explicit secret=: workers sign with it too
             env.pop("XCACHE_SECRET_FILE", None)
             env["XCACHE_SECRET"] = self.store.secret  # type: ignore[assignment]
