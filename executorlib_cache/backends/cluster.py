@@ -379,14 +379,23 @@ class ClusterBackend(Backend):
         return not self._throttled
 
     def dispatch(self, task: Task, upstream_job_ids: list[str]) -> None:
+        upstream = [str(j) for j in upstream_job_ids]
         job = self._adopted.pop(task.key, None)
         if job is not None:
-            jid = job.get("job_id") or self._lookup_by_name(task.key, job)
+            jid = job.get("job_id")
+            if not jid:
+                try:
+                    jid = self._lookup_by_name(task.key, job)
+                except SubmissionError as e:
+                    if not self.scheduler.submit_error_is_transient(str(e)):
+                        raise
+                    self._defer(task, upstream, 1)  # the retry looks the name up first
+                    return
             if jid:
                 self._track(task, job, str(jid), adopted=True)
                 return
         self._tokens -= 1.0
-        self._submit_or_defer(task, [str(j) for j in upstream_job_ids])
+        self._submit_or_defer(task, upstream)
 
     def _submit_or_defer(self, task: Task, upstream_job_ids: list[str]) -> None:
         """Submit; on a transient error keep the task and retry later (check()).
@@ -411,11 +420,14 @@ class ClusterBackend(Backend):
                 if attempt:
                     raise SubmissionError(f"{e} (gave up after {attempt + 1} attempts)") from e
                 raise
-            retry_at = time.monotonic() + SUBMIT_RETRY_DELAYS[attempt]
-            task.job_id = None
-            task.info.update(submit_attempts=attempt + 1, retry_at=retry_at,
-                             retry_upstream=upstream_job_ids)
-            self._next_retry = min(self._next_retry, retry_at)
+            self._defer(task, upstream_job_ids, attempt + 1)
+
+    def _defer(self, task: Task, upstream_job_ids: list[str], attempt: int) -> None:
+        retry_at = time.monotonic() + SUBMIT_RETRY_DELAYS[attempt - 1]
+        task.job_id = None
+        task.info.update(submit_attempts=attempt, retry_at=retry_at,
+                         retry_upstream=upstream_job_ids)
+        self._next_retry = min(self._next_retry, retry_at)
 
     def _lookup_by_name(self, key: str, job: dict[str, Any], settle: bool = True
                         ) -> str | None:
