@@ -89,9 +89,11 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
                              backend: str | None = None) -> list[str]:
     """Cancel every job of this cache that is still queued or running.
 
-    Reads ``job.json`` of the in-flight entries (no result yet) and cancels their
-    job ids with ONE scheduler call per backend (``backend``: ``"slurm"``,
-    ``"flux"``, or None for both).  Returns the job ids it asked to cancel.
+    Reads ``job.json`` of the entries without a result (in flight, or failed: a
+    future failed because the scheduler stopped answering leaves its job running)
+    and cancels their job ids with ONE scheduler call per backend (``backend``:
+    ``"slurm"``, ``"flux"``, or None for both); cancelling a job that already
+    ended is harmless.  Returns the job ids it asked to cancel.
     """
     if backend is not None and backend not in SCHEDULERS:
         raise ValueError(f"backend must be one of {sorted(SCHEDULERS)} or None, "
@@ -99,7 +101,7 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
     store = Store(cache_directory, create=False)
     by_backend: dict[str, list[str]] = {}
     for key in store.keys():
-        if store.file_status(key) not in ("queued", "running"):
+        if store.file_status(key) not in ("queued", "running", "failed"):
             continue
         job = store.read_json(key, JOB_JSON) or {}
         name = job.get("backend")
