@@ -112,7 +112,7 @@ def machine(workdir: Path) -> dict:
         "ram_gib": _ram_gib(),
         "kernel": platform.release(),
         "os": platform.platform(terse=True),
-        "workdir_fs": f"{workdir} ({_fs_type(workdir)})",
+        "workdir_fs": f"{workdir.parent}/ ({_fs_type(workdir)})",
         "git": _git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else ""),
         "loadavg_start": os.getloadavg(),
     }

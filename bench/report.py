@@ -331,7 +331,9 @@ def render(results, machine, versions, full, sizes, have_slurm, cmdline) -> str:
         "## Disk",
         "",
         "Apparent = sum of the files' sizes; `du` = blocks allocated (`du -sB1`, includes "
-        "directories), divided by the number of entries.",
+        "directories), divided by the number of entries. On ext4 every non-empty file and "
+        "every directory takes at least one 4 KB block, so the allocated size of a small "
+        "entry is set by how many files (and directories) it has, not by its bytes.",
         "",
         *disk_table(results, sizes),
         "",
@@ -358,21 +360,46 @@ def render(results, machine, versions, full, sizes, have_slurm, cmdline) -> str:
     return "\n".join(md)
 
 
-def main() -> None:
-    """Re-render from a raw results file: ``python bench/report.py RAW.jsonl [OUT.md]``."""
+def merge(paths: list) -> tuple[list[dict], dict]:
+    """Results of several raw files; a later file replaces whole benchmarks of earlier
+    ones (e.g. a later ``--only slurm`` run), so every ratio still compares sides
+    measured in the same run."""
     import json
-    import sys
     from pathlib import Path
 
-    lines = [json.loads(ln) for ln in Path(sys.argv[1]).read_text().splitlines() if ln]
-    meta = next(r for r in lines if r.get("bench") == "meta")
-    results = [r for r in lines if r.get("bench") != "meta"]
+    results: list[dict] = []
+    metas = []
+    for path in paths:
+        lines = [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+        metas += [r for r in lines if r.get("bench") == "meta"]
+        new = [r for r in lines if r.get("bench") != "meta"]
+        benches = {r["bench"] for r in new} | ({"warm"} if any(
+            r["bench"] == "fill" for r in new) else set())
+        results = [r for r in results if r["bench"] not in benches] + new
+    meta = dict(metas[0])
+    if len(metas) > 1:
+        meta["cmdline"] = "` + `".join(m["cmdline"] for m in metas)
+        meta["have_slurm"] = any(m["have_slurm"] for m in metas)
+        meta["machine"] = dict(meta["machine"], harness_s=sum(
+            m["machine"].get("harness_s", 0) for m in metas))
+    return results, meta
+
+
+def main() -> None:
+    """Re-render docs from raw files: ``python bench/report.py RAW.jsonl... [-o OUT.md]``."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("raw", nargs="+", help="bench/results/run-*.jsonl, later ones win")
+    ap.add_argument("-o", "--out", default=str(Path(__file__).parents[1] / "docs" /
+                                               "benchmarks.md"))
+    a = ap.parse_args()
+    results, meta = merge(a.raw)
     text = render(results, meta["machine"], meta["versions"], meta["full"], meta["sizes"],
                   meta["have_slurm"], meta["cmdline"])
-    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).parents[1] / "docs" / (
-        "benchmarks.md")
-    out.write_text(text)
-    print(f"wrote {out}")
+    Path(a.out).write_text(text)
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ def plan(opts, sizes: dict, sides: list[str], have_slurm: bool) -> list[Item]:
             single = n >= sizes["anchor_warm_single"] and not opts.full
             add("warm", "warm", n, ["executorlib"], fill=True, timeout=1800,
                 repeats=1 if single else R,
-                note="1 run (O(N^2) submit, ~100 s); --full for more" if single else "")
+                note=f"warm re-run N={n}: 1 run (O(N^2) submit, ~100 s each); --full for 3"
+                if single else "")
     if "chain" in want:
         add("chain", "chain", sizes["chain"], ["ours", "executorlib", "stdlib"])
     if "fanout" in want:
