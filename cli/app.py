@@ -184,6 +184,10 @@ def fmt_size(n: int | float | None) -> str:
     return f"{n:.1f}P"  # pragma: no cover
 
 
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def _status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
@@ -192,7 +196,7 @@ def _summary(entries: Sequence[Entry]) -> str:
     counts = Counter(e.status for e in entries)
     parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
     size = fmt_size(sum(e.size or 0 for e in entries))
-    return (f"{len(entries)} entries" + (f" ({', '.join(parts)})" if parts else "")
+    return (_entries(len(entries)) + (f" ({', '.join(parts)})" if parts else "")
             + f", {size} pickled")
 
 
@@ -556,7 +560,7 @@ def rm(
         size = fmt_size(sum(e.disk_size or 0 for e in plan.remove))
         console.print(_entries_table(plan.remove))
         active = [e for e in plan.remove if e.status in ("queued", "running")]
-        what = f"{len(plan.remove)} entries ({size})"
+        what = f"{_entries(len(plan.remove))} ({size})"
         if active:
             what += f", cancelling {len(active)} queued/running job(s) first"
         if dry_run:
@@ -567,7 +571,7 @@ def rm(
         removed, notes = catalog.execute_removal(plan, force=force)
         for n in notes:
             _err("warning", n)
-        console.print(f"removed {len(removed)} of {len(plan.remove)} entries")
+        console.print(f"removed {len(removed)} of {_entries(len(plan.remove))}")
         if plan.refused or len(removed) < len(plan.remove):
             raise typer.Exit(1)
 
@@ -643,7 +647,7 @@ def prune(
         plan, after = catalog.plan_prune(store, max_size, max_age)
         console = _stdout()
         freed = sum(e.disk_size or 0 for e in plan.remove)
-        what = f"{len(plan.remove)} entries ({fmt_size(freed)}); cache size after: " \
+        what = f"{_entries(len(plan.remove))} ({fmt_size(freed)}); cache size after: " \
                f"{fmt_size(after)}"
         if max_size is not None and after > catalog.parse_size(max_size):
             _err("warning", f"the cache stays above {max_size}: only finished entries are "

@@ -226,7 +226,7 @@ def test_rm_yes(store: Store) -> None:
     b = make_entry(store, "failed")
     r = xcache(store, "rm", a[:15], "--yes")
     assert r.exit_code == 0, r.output
-    assert "removed 1 of 1" in r.stdout
+    assert "removed 1 of 1 entry" in r.stdout
     assert keys_of(ls_json(store)) == [b]
 
 
@@ -234,14 +234,14 @@ def test_rm_dry_run(store: Store) -> None:
     a = make_entry(store, "done")
     r = xcache(store, "rm", "--all", "--dry-run")
     assert r.exit_code == 0, r.output
-    assert a in r.stdout and "would remove 1 entries" in r.stdout
+    assert a in r.stdout and "would remove 1 entry" in r.stdout
     assert keys_of(ls_json(store)) == [a]
 
 
 def test_rm_asks_for_confirmation(store: Store) -> None:
     a = make_entry(store, "done")
     r = xcache(store, "rm", a, input="n\n")
-    assert "Remove 1 entries" in r.stdout
+    assert "Remove 1 entry" in r.stdout
     assert one_line_error(r) == "xcache: error: aborted: nothing removed"
     assert keys_of(ls_json(store)) == [a]
     r = xcache(store, "rm", a, input="y\n")
@@ -391,7 +391,7 @@ def test_prune(store: Store) -> None:
     _used(store, mid, 10)
     r = xcache(store, "prune", "--max-age", "30d", "--dry-run")
     assert r.exit_code == 0, r.output
-    assert old in r.stdout and mid not in r.stdout and "would remove 1 entries" in r.stdout
+    assert old in r.stdout and mid not in r.stdout and "would remove 1 entry" in r.stdout
     assert len(ls_json(store)) == 5
     assert xcache(store, "prune", "--max-age", "30d").exit_code == 0
     assert old not in keys_of(ls_json(store))
