@@ -60,9 +60,19 @@ def task_environment(resources: dict[str, Any]) -> Iterator[None]:
                 os.environ[v] = old
 
 
+#: seconds a runner waits for an upstream's result to become visible: on NFS a
+#: job on another node may start (afterok) before the attribute cache shows it
+UPSTREAM_WAIT = float(os.environ.get("XCACHE_UPSTREAM_WAIT", "10"))
+
+
 def load_upstream(store: Store, key: str) -> Any:
     """The value of a finished upstream entry, or UpstreamFailedError."""
     outcome = store.read_outcome(key)
+    deadline = time.monotonic() + UPSTREAM_WAIT
+    while outcome is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        store.names(key)  # listing the directory revalidates NFS's cached view of it
+        outcome = store.read_outcome(key)
     if outcome is None:
         raise UpstreamFailedError(f"upstream task {key} has no result in {store.root}", key)
     if outcome.status != "done":
