@@ -194,6 +194,12 @@ def runner_script(scheduler: ModuleType, python: str, cache: str, key: str,
     mpi = ["--mpi"] if int(resources.get("cores", 1)) > 1 else []
     argv = [*scheduler.launcher(resources), python, "-m", "executorlib_cache.runner", *mpi,
             "--backend", scheduler.NAME, cache, key]
+    return job_script(argv, cwd, pythonpath)
+
+
+def job_script(argv: list[str], cwd: str, pythonpath: str) -> str:
+    """Shell lines that cd to the driver's directory, set its import path and exec
+    ``argv`` (a runner, or a pool worker: ``backends/pool.py``)."""
     warn = shlex.quote(f"executorlib_cache: cannot cd to {cwd}; running in")
     lines = [f"cd {shlex.quote(cwd)} || echo {warn} \"$PWD\" >&2"]
     if pythonpath:
@@ -475,27 +481,38 @@ class ClusterBackend(Backend):
         resources = task.resources
         command = runner_script(self.scheduler, sys.executable, str(self.store.root), key,
                                 resources, self._cwd, self._pythonpath)
-        self.calls["submit"] += 1
-        self._execute.output = None
-        try:
-            self._qa.submit_job(
-                queue=self._queue_for(resources), job_name=name, working_directory=entry,
-                dependency_list=upstream_job_ids or None, command=command,
-                stdout_path=out, stderr_path=err, **self.scheduler.template_vars(resources))
-        except SubmissionError:
-            raise
-        except Exception as e:  # pysqa could not render, or could not read the id
-            if self._execute.output is None:
-                raise SubmissionError(f"pysqa could not submit {key}: {e!r}") from e
-        try:
-            jid = self.scheduler.parse_job_id(self._execute.output or "")
-        except ValueError as e:
-            raise SubmissionError(str(e)) from e
+        jid = self.submit_job(name=name, working_directory=entry, command=command,
+                              resources=resources, stdout=out, stderr=err,
+                              dependency_list=upstream_job_ids, what=key)
         job.update(job_id=jid, queued=time.time())
         if self.scheduler is flux:
             job["job_id_f58"] = flux.f58_encode(int(jid))
         self.store.write_json(key, JOB_JSON, job)
         self._track(task, job, jid)
+
+    def submit_job(self, *, name: str, working_directory: str, command: str,
+                   resources: dict[str, Any], stdout: str, stderr: str,
+                   dependency_list: list[str] | None = None, what: str = "the job") -> str:
+        """ONE sbatch / flux batch through pysqa (our template, our execute_command):
+        the job id, or SubmissionError with the scheduler's own text.  Also used
+        for the worker jobs of ``backends/pool.py``."""
+        self.calls["submit"] += 1
+        self._execute.output = None
+        try:
+            self._qa.submit_job(
+                queue=self._queue_for(resources), job_name=name,
+                working_directory=working_directory, dependency_list=dependency_list or None,
+                command=command, stdout_path=stdout, stderr_path=stderr,
+                **self.scheduler.template_vars(resources))
+        except SubmissionError:
+            raise
+        except Exception as e:  # pysqa could not render, or could not read the id
+            if self._execute.output is None:
+                raise SubmissionError(f"pysqa could not submit {what}: {e!r}") from e
+        try:
+            return self.scheduler.parse_job_id(self._execute.output or "")
+        except ValueError as e:
+            raise SubmissionError(str(e)) from e
 
     def _track(self, task: Task, job: dict[str, Any], jid: str, adopted: bool = False) -> None:
         now = time.monotonic()
