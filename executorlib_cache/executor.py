@@ -168,10 +168,12 @@ class BaseExecutor(Executor):
             return False
         future.set_running_or_notify_cancel()
         try:
-            future.set_result(loads(outcome.payload))
-            future.cached = True  # type: ignore[attr-defined]  # counted by progress/graph
+            value = loads(outcome.payload)
         except Exception as e:  # e.g. the result's class is not importable here
             future.set_exception(e)
+            return True
+        future.cached = True  # type: ignore[attr-defined]  # before set_result: its callbacks
+        future.set_result(value)  # (progress bar, graph) count the call as cached
         return True
 
     def _observe(self, future: CacheFuture, fn: Any, deps: dict[str, Any]) -> None:

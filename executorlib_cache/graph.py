@@ -17,6 +17,7 @@ install, instead of an ``ImportError`` from deep inside.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -200,26 +201,38 @@ def future_status(future: Future) -> str:
 class GraphRecorder:
     """What an executor submitted, for ``plot_dependency_graph=True``.
 
-    Only keys, function names and futures are kept (no arguments), so recording
-    10,000 submissions costs a few MB at most.
+    Keeps key, function name, upstream keys and -- once the call has finished --
+    its final status.  A future is held only while it is unfinished: a finished
+    future holds its result, which may be a large array, and the graph must not
+    keep it alive until shutdown.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[str, tuple[str, list[str], Future]] = {}
+        #: key -> [function name, upstream keys, final status or None, unfinished future]
+        self._calls: dict[str, list[Any]] = {}
 
     def add(self, future: Future, fn: Any, dependencies: Iterable[str]) -> None:
         key = str(getattr(future, "key", id(future)))
         name = getattr(fn, "__name__", type(fn).__name__)
         with self._lock:
-            self._calls.setdefault(key, (name, list(dependencies), future))
+            if key in self._calls:
+                return  # the same call submitted twice: one node
+            self._calls[key] = [name, list(dependencies), None, future]
+        future.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: str, future: Future) -> None:
+        status = future_status(future)
+        with self._lock:
+            entry = self._calls[key]
+            entry[2], entry[3] = status, None
 
     def graph(self) -> TaskGraph:
         with self._lock:
-            calls = dict(self._calls)
+            calls = {k: list(v) for k, v in self._calls.items()}
         graph = TaskGraph()
-        for key, (name, deps, fut) in calls.items():
-            graph.nodes[key] = Node(key, name, future_status(fut))
+        for key, (name, deps, status, fut) in calls.items():
+            graph.nodes[key] = Node(key, name, status or future_status(fut))
             graph.edges.extend((up, key) for up in deps)
         return graph
 

@@ -201,14 +201,17 @@ def progress(
 class ProgressTracker:
     """The bar behind ``progress=True``: every future an executor hands out.
 
-    A daemon thread redraws a few times a second while anything is unfinished;
-    ``close()`` (called by ``shutdown()``) draws the final counts and stops.
+    Finished futures are tallied by a done-callback and then dropped (a finished
+    future holds its result); only unfinished ones are kept, to tell running from
+    waiting.  A daemon thread redraws a few times a second; ``close()`` (called by
+    ``shutdown()``) draws the final counts and stops.
     """
 
     def __init__(self, description: str = "tasks", console: Any = None) -> None:
         self._bar = _Bar(description, console)
         self._lock = threading.Lock()
-        self._futures: list[Future] = []
+        self._unfinished: dict[int, Future] = {}
+        self._tally = dict.fromkeys(("done", "cached", "failed", "cancelled"), 0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -218,18 +221,27 @@ class ProgressTracker:
 
     def add(self, future: Future) -> None:
         if not self._bar.enabled:
-            return  # nothing is drawn: keep no references either
+            return  # nothing is drawn: keep nothing either
         with self._lock:
-            self._futures.append(future)
+            self._unfinished[id(future)] = future
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="xcache-progress",
                                                 daemon=True)
                 self._thread.start()
+        future.add_done_callback(self._finished)  # runs at once if already done
+
+    def _finished(self, future: Future) -> None:
+        status = future_status(future)
+        with self._lock:
+            if self._unfinished.pop(id(future), None) is not None:
+                self._tally[status] += 1
 
     def counts(self) -> Counts:
         with self._lock:
-            futs = list(self._futures)
-        return count(futs)
+            unfinished = list(self._unfinished.values())
+            tally = dict(self._tally)
+        running = sum(1 for f in unfinished if f.running())
+        return Counts(**tally, running=running, pending=len(unfinished) - running)
 
     def _run(self) -> None:
         while not self._stop.wait(REFRESH_SECONDS):

@@ -221,3 +221,28 @@ def test_executor_graph_failure_to_render_is_a_warning(cache_dir, tmp_path, monk
                                 plot_dependency_graph_filename=str(tmp_path / "g.svg")) as exe:
             fut = exe.submit(add, 5)
     assert fut.result() == 5
+
+
+def test_recorder_keeps_no_finished_future():
+    import gc
+    import weakref
+    from concurrent.futures import Future
+
+    from executorlib_cache.graph import GraphRecorder
+
+    rec = GraphRecorder()
+    up: Future = Future()
+    up.key = "up-v1-" + "a" * 32
+    down: Future = Future()
+    down.key = "down-v1-" + "b" * 32
+    rec.add(up, add, [])
+    rec.add(down, add, [up.key])
+    up.set_result(bytearray(10))
+    ref = weakref.ref(up)
+    del up
+    gc.collect()
+    assert ref() is None
+    g = rec.graph()
+    assert g.nodes["up-v1-" + "a" * 32].status == "done"
+    assert g.nodes["down-v1-" + "b" * 32].status == "pending"
+    assert g.edges == [("up-v1-" + "a" * 32, "down-v1-" + "b" * 32)]

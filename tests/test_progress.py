@@ -121,3 +121,25 @@ def test_nested_bars_share_one_display(cache_dir, monkeypatch):
     text = buf.getvalue()
     assert "inner" in text and "2/2" in text and "4/4" in text
     assert progress_module._shared == {}  # the shared display was stopped
+
+
+def test_tracker_keeps_no_finished_future():
+    """A finished future holds its result (maybe a big array): the bar must drop it."""
+    import gc
+    import weakref
+
+    console, _ = tty()
+    tracker = ProgressTracker("t", console=console)
+    done: Future = Future()
+    waiting: Future = Future()
+    tracker.add(done)
+    tracker.add(waiting)
+    done.set_result(bytearray(10))
+    ref = weakref.ref(done)
+    del done
+    gc.collect()
+    assert ref() is None
+    assert tracker.counts() == Counts(done=1, pending=1)
+    waiting.set_exception(ValueError())
+    assert tracker.counts() == Counts(done=1, failed=1)
+    tracker.close()
