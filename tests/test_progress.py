@@ -98,6 +98,12 @@ def test_executor_progress_option_draws_until_shutdown(cache_dir, monkeypatch):
     assert [f.result() for f in futs] == list(range(6))
     text = buf.getvalue()
     assert "SingleNodeExecutor" in text and "6/6" in text and "6 done" in text
+    buf.truncate(0)
+    with SingleNodeExecutor(cache_directory=cache_dir, max_workers=2, progress=True) as exe:
+        for i in range(6):
+            exe.submit(slow, i, 0.1)
+        assert exe._progress is not None and exe._progress.counts() == Counts(cached=6)
+    assert "6 cached" in buf.getvalue()
 
 
 def test_executor_progress_off_a_terminal_keeps_nothing(cache_dir, capsys):
