@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,14 @@ PY = sys.executable
 
 # ----------------------------------------------------------------- task functions
 def work(counter: str, i: int, delay: float = 0.0) -> int:
-    """One line in ``counter`` per real execution (O_APPEND: atomic across processes)."""
+    """One line in ``counter`` per real execution (O_APPEND: atomic across processes).
+
+    With ``FAULTS_KILL_PARENT_AT=<i>`` in its environment, the call ``i`` SIGKILLs its
+    parent process as it starts: a local worker kills its driver at an exact moment
+    (the variable is not part of the call, so the cache key does not change).
+    """
+    if os.environ.get("FAULTS_KILL_PARENT_AT") == str(i):
+        os.kill(os.getppid(), signal.SIGKILL)
     fd = os.open(counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, f"{i}\n".encode())

@@ -2,15 +2,16 @@
 then a new driver.  Every result arrives, nothing runs twice (each execution
 appends a line to a counter file; the counter is compared with the call list).
 
-Kill moments: inside a claim lock mid-submit, between writing a claim and
-handing it to a worker, and after 1 / half / nearly all executions (then the
-orphaned workers are still finishing their task when the new driver starts).
+Kill moments, all exact (no sleeps): inside a claim lock mid-submit, halfway
+through writing a claim, between writing a claim and handing it to a worker
+(``XCACHE_CRASH_AT`` in the driver), and as the first / a middle / a dependent /
+the last call starts (its worker SIGKILLs the driver: the orphaned workers are
+still finishing their tasks when the new driver starts).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 
@@ -25,7 +26,6 @@ from faults.faultlib import (
     env_with,
     executions,
     parse_results,
-    wait_for,
     xcache_ls,
 )
 
@@ -41,15 +41,9 @@ def start_driver(tmp_path, cache, counter, **env):
                             env=env_with(**env))
 
 
-def kill_when(proc, counter, moment):
-    """SIGKILL the driver at ``moment``; returns how it ended."""
-    kind, value = moment
-    if kind == "executions":
-        wait_for(lambda: len(executions(counter)) >= value or proc.poll() is not None,
-                 30, f"{value} executions")
-        assert proc.poll() is None, "driver finished before the kill moment"
-        proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=30)
+def wait_killed(proc):
+    """The driver is SIGKILLed from inside (a crash point, or its own worker)."""
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == -9, (proc.returncode, err)
     return out, err
 
@@ -89,16 +83,15 @@ def finish_and_count(tmp_path, cache, counter, counts, label):
 
 MOMENTS = {
     # the driver kills itself (XCACHE_CRASH_AT) at an exact point of its own writes
-    "in-claim-lock-mid-submit": ("hook", {"XCACHE_CRASH_AT": "claim:held",
-                                          "XCACHE_CRASH_SKIP": "25"}),
-    "after-claim-before-dispatch": ("hook", {"XCACHE_CRASH_AT": "job.json:after_replace",
-                                             "XCACHE_CRASH_SKIP": "40"}),
-    "mid-claim-write": ("hook", {"XCACHE_CRASH_AT": "job.json:mid_write",
-                                 "XCACHE_CRASH_SKIP": "7"}),
-    # SIGKILL from outside after this many executions
-    "after-first-execution": ("executions", 1),
-    "half-done": ("executions", N // 2),
-    "nearly-done": ("executions", N + 5),
+    "in-claim-lock-mid-submit": {"XCACHE_CRASH_AT": "claim:held", "XCACHE_CRASH_SKIP": "25"},
+    "after-claim-before-dispatch": {"XCACHE_CRASH_AT": "job.json:after_replace",
+                                    "XCACHE_CRASH_SKIP": "40"},
+    "mid-claim-write": {"XCACHE_CRASH_AT": "job.json:mid_write", "XCACHE_CRASH_SKIP": "7"},
+    # a worker kills its driver as call i starts (tasks in flight in both workers)
+    "first-execution": {"FAULTS_KILL_PARENT_AT": "0"},
+    "half-done": {"FAULTS_KILL_PARENT_AT": str(N // 2)},
+    "among-the-dependents": {"FAULTS_KILL_PARENT_AT": "1030"},
+    "last-dependent": {"FAULTS_KILL_PARENT_AT": str(1000 + 6 * ((N - 1) // 6))},
 }
 
 
@@ -106,12 +99,11 @@ MOMENTS = {
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_driver_killed_then_new_driver_finishes_exactly_once(moment, tmp_path, counts):
     cache, counter = tmp_path / "cache", tmp_path / "count"
-    kind, value = MOMENTS[moment]
-    env = value if kind == "hook" else {}
-    proc = start_driver(tmp_path, cache, counter, **env)
-    out, err = kill_when(proc, counter, (kind, value))
-    if kind == "hook":
-        assert "crash point" in err and "RESULTS" not in out
+    env = MOMENTS[moment]
+    out, err = wait_killed(start_driver(tmp_path, cache, counter, **env))
+    assert "RESULTS" not in out
+    if "XCACHE_CRASH_AT" in env:
+        assert "crash point" in err
     check_after_kill(cache)
     finish_and_count(tmp_path, cache, counter, counts,
                      "2. kill -9 of the driver, tasks in flight (local)")
@@ -121,11 +113,10 @@ def test_driver_killed_then_new_driver_finishes_exactly_once(moment, tmp_path, c
 def test_driver_killed_three_times_in_a_row(tmp_path, counts):
     """Kill, kill, kill (each new driver inherits the previous one's debris), finish."""
     cache, counter = tmp_path / "cache", tmp_path / "count"
-    for after in (3, 20, 45):
-        proc = start_driver(tmp_path, cache, counter)
+    for at in (3, 20, 1024):
         t0 = time.monotonic()
-        kill_when(proc, counter, ("executions", after))
-        assert time.monotonic() - t0 < 30
+        wait_killed(start_driver(tmp_path, cache, counter, FAULTS_KILL_PARENT_AT=str(at)))
+        assert time.monotonic() - t0 < 60
         check_after_kill(cache)
     finish_and_count(tmp_path, cache, counter, counts,
                      "2. kill -9 of the driver, tasks in flight (local)")
