@@ -166,6 +166,7 @@ class BaseExecutor(Executor):
             return False
         if outcome is None or outcome.status != "done":
             return False
+        self._store.touch_result(key)  # "recently used", for `xcache prune`
         future.set_running_or_notify_cancel()
         try:
             value = loads(outcome.payload)

@@ -188,9 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("key")
     parser.add_argument("--mpi", action="store_true", help="run under mpi4py (cores > 1)")
     parser.add_argument("--backend", default="local")
+    parser.add_argument("--dir-mode", type=lambda v: int(v, 8), default=None,
+                        help="octal permissions of directories the task creates")
+    parser.add_argument("--file-mode", type=lambda v: int(v, 8), default=None,
+                        help="octal permissions of files the task writes")
     ns = parser.parse_args(argv)
     try:
-        store = Store(ns.cache_directory, create=False)
+        store = Store(ns.cache_directory, create=False, dir_mode=ns.dir_mode,
+                      file_mode=ns.file_mode)
         if ns.mpi:
             status = run_entry_mpi(store, ns.key, ns.backend)
         else:

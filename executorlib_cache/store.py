@@ -418,6 +418,14 @@ class Store:
     def has_result(self, key: str) -> bool:
         return os.path.exists(f"{self._root}/{key}/{RESULT}")
 
+    def touch_result(self, key: str) -> None:
+        """Mark a result as used (mtime), so LRU pruning keeps what re-runs still read;
+        atime is unreliable on HPC file systems (noatime, relatime)."""
+        try:
+            os.utime(f"{self._root}/{key}/{RESULT}")
+        except OSError:
+            pass  # a read-only shared cache is fine to read from
+
     def read_outcome(self, key: str) -> Outcome | None:
         """The finished state of an entry, or None if it has not finished."""
         for name, status in ((RESULT, "done"), (ERROR, "failed")):

@@ -188,12 +188,16 @@ def python_path_for_jobs() -> str:
 
 
 def runner_script(scheduler: ModuleType, python: str, cache: str, key: str,
-                  resources: dict[str, Any], cwd: str, pythonpath: str) -> str:
+                  resources: dict[str, Any], cwd: str, pythonpath: str,
+                  modes: tuple[int, int] | None = None) -> str:
     """The shell lines of the batch job: cd to the driver's directory, then exec the
-    runner (through srun / flux run for MPI ranks when cores > 1)."""
+    runner (through srun / flux run for MPI ranks when cores > 1).  ``modes`` are the
+    executor's (dir_mode, file_mode), so files the job writes get the same permissions."""
     mpi = ["--mpi"] if int(resources.get("cores", 1)) > 1 else []
+    mode_args = ["--dir-mode", oct(modes[0])[2:], "--file-mode", oct(modes[1])[2:]] \
+        if modes else []
     argv = [*scheduler.launcher(resources), python, "-m", "executorlib_cache.runner", *mpi,
-            "--backend", scheduler.NAME, cache, key]
+            "--backend", scheduler.NAME, *mode_args, cache, key]
     return job_script(argv, cwd, pythonpath)
 
 
@@ -480,7 +484,8 @@ class ClusterBackend(Backend):
         self.store.write_json(key, JOB_JSON, job)
         resources = task.resources
         command = runner_script(self.scheduler, sys.executable, str(self.store.root), key,
-                                resources, self._cwd, self._pythonpath)
+                                resources, self._cwd, self._pythonpath,
+                                modes=(self.store.dir_mode, self.store.file_mode))
         jid = self.submit_job(name=name, working_directory=entry, command=command,
                               resources=resources, stdout=out, stderr=err,
                               dependency_list=upstream_job_ids, what=key)

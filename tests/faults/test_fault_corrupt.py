@@ -205,9 +205,6 @@ def test_foreign_files_in_the_cache_directory_are_ignored(tmp_path):
         assert fut.done() and fut.result() == 1
 
 
-@pytest.mark.xfail(strict=True, reason="catalog lists an entry directory holding only a "
-                   "killed writer's temp file as corrupt; the store reads it as absent "
-                   "(reported to the CLI owner)")
 def test_entry_with_only_a_temp_file_is_not_listed(tmp_path):
     cache = tmp_path / "cache"
     Store(cache).make_entry_dir("half-written_1")

@@ -277,8 +277,6 @@ def test_squeue_failing_just_below_the_limit_is_tolerated(tmp_path, cache, wrapp
 
 # ------------------------------------------------------------------ security on SLURM
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="backends/cluster.py does not hand dir_mode/file_mode "
-                   "to the job: the runner writes 0700/0600 (reported to the SLURM owner)")
 def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache):
     old = os.umask(0o022)
     try:
