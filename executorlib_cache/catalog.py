@@ -377,7 +377,7 @@ class _Scanner:
         if not names:
             return None  # an interrupted creation: the store reads it as absent
         status = self.store.file_status(key, names)
-        if status is None:
+        if status is None and all(n.startswith(".") for n in names):
             return None  # only a killed writer's temp file: the store reads it as absent
         base += os.sep
         task = read_json_file(base + TASK_JSON) if TASK_JSON in names else None
