@@ -243,9 +243,8 @@ class BaseExecutor(Executor):
             first = not self._closed
             self._closed = True
         if cancel_futures:
-            for task in list(self._poller._tasks.values()):
-                for f in list(task.futures):
-                    f.cancel()
+            for f in self._poller.unresolved_futures():
+                f.cancel()
         if first:
             self._poller.stop(detach=not wait)
         if wait:

@@ -31,7 +31,7 @@ from .backends.base import Backend, Died, Event, Finished, Started, SubmitFailed
 from .errors import SubmissionError, TaskDiedError, UpstreamFailedError
 from .future import CacheFuture
 from .liveness import identity
-from .serialization import dumps, dumps_exception, load_exception, loads
+from .serialization import dumps_exception, load_exception, loads
 from .store import ERROR, JOB_JSON, RESULT, TASK, CorruptEntryError, Store
 
 _ids = itertools.count()
@@ -94,6 +94,10 @@ class Poller:
 
     def stop(self, detach: bool = False) -> None:
         self._post(("stop", detach))
+
+    def unresolved_futures(self) -> list[CacheFuture]:
+        """Futures not yet resolved (a snapshot; safe from any thread)."""
+        return [f for task in list(self._tasks.values()) for f in list(task.futures)]
 
     def join(self, timeout: float | None = None) -> None:
         if self._started:
@@ -450,4 +454,4 @@ class Poller:
         return not self._tasks
 
 
-__all__ = ["Poller", "dumps"]
+__all__ = ["Poller"]
