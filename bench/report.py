@@ -380,8 +380,11 @@ def merge(paths: list) -> tuple[list[dict], dict]:
     if len(metas) > 1:
         meta["cmdline"] = "` + `".join(m["cmdline"] for m in metas)
         meta["have_slurm"] = any(m["have_slurm"] for m in metas)
-        meta["machine"] = dict(meta["machine"], harness_s=sum(
-            m["machine"].get("harness_s", 0) for m in metas))
+        gits = list(dict.fromkeys(m["machine"]["git"] for m in metas))
+        meta["machine"] = dict(
+            metas[-1]["machine"], loadavg_start=metas[0]["machine"]["loadavg_start"],
+            git=" then ".join(gits),
+            harness_s=sum(m["machine"].get("harness_s", 0) for m in metas))
     return results, meta
 
 

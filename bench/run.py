@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,24 @@ def plan(opts, sizes: dict, sides: list[str], have_slurm: bool) -> list[Item]:
     return items
 
 
+def run_bounded(cmd: list[str], env: dict | None, cwd: Path,
+                timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in its own session; on timeout the whole process group (the
+    case script and the workers or task interpreters it started) is killed."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=str(cwd), start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_one(item: Item, python: str, env: dict, workdir: Path, case: str | None = None,
             timeout: float | None = None) -> dict:
     """Run one fresh interpreter; return its JSON line (or an ``error`` record)."""
@@ -134,8 +153,7 @@ def run_one(item: Item, python: str, env: dict, workdir: Path, case: str | None 
     rec = {"bench": item.bench, "side": item.side, "case": case, "n": item.n}
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(BENCH),
-                           timeout=timeout or item.timeout)
+        p = run_bounded(cmd, env, BENCH, timeout or item.timeout)
     except subprocess.TimeoutExpired:
         return rec | {"error": f"timeout after {timeout or item.timeout:.0f} s"}
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -155,8 +173,7 @@ def run_ls(opts, n: int, python: str, env: dict) -> list[dict]:
         return [rec | {"status": "not yet measured", "reason": "bench/bench_ls.py absent"}]
     cmd = [python, str(script), str(n), "--repeat", str(opts.repeats)]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT),
-                           timeout=1800)
+        p = run_bounded(cmd, env, ROOT, 1800)
     except subprocess.TimeoutExpired:
         return [rec | {"error": "timeout after 1800 s"}]
     pat = re.compile(r"^(.*?)\s*:\s*min ([\d.]+) s, median ([\d.]+) s \((\d+) runs\)")
