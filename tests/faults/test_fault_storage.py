@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from executorlib_cache import SingleNodeExecutor
-from faults.faultlib import check_no_false_files, env_with, executions, work, work_big
+from faults.faultlib import (
+    check_no_false_files,
+    env_with,
+    executions,
+    wait_for,
+    work,
+    work_big,
+)
 
 
 def fill_then_return(path: str, leave: int, size: int) -> bytes:
@@ -142,8 +149,7 @@ def test_cache_turning_read_only_while_a_task_runs(tmpfs, tmp_path, counts):
 
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         fut = exe.submit(wait_for_flag, 5)
-        while not (cache / fut.key / "started.json").exists():
-            pass
+        wait_for(lambda: (cache / fut.key / "started.json").exists(), 30, "the task to start")
         fs.remount("ro")
         try:
             flag.touch()
