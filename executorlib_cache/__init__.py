@@ -1,19 +1,54 @@
-"""executorlib_cache: a file-system-backed job queue whose cache is the database."""
+"""executorlib_cache: a file-system-backed job queue whose cache is the database.
+
+The public names are loaded on first use (PEP 562): a worker process or a job
+runner imports ``executorlib_cache.worker``/``.runner`` without paying for the
+executors, the CLI catalog and the cluster backends (~0.1 s per interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-
-from .catalog import get_cache_data  # noqa: E402
-from .cluster_executor import (  # noqa: E402
-    FluxClusterExecutor,
-    SlurmClusterExecutor,
-    terminate_tasks_in_cache,
-)
-from .executor import SingleNodeExecutor, get_future_from_cache  # noqa: E402
-from .future import CacheFuture  # noqa: E402
 
 # the function shadows its module as an attribute on purpose (``executorlib_cache.progress(
 # futures)``); the module stays importable as ``from executorlib_cache.progress import ...``
 from .progress import progress  # noqa: E402
+
+_LAZY = {
+    "CacheFuture": ".future",
+    "FluxClusterExecutor": ".cluster_executor",
+    "SingleNodeExecutor": ".executor",
+    "SlurmClusterExecutor": ".cluster_executor",
+    "get_cache_data": ".catalog",
+    "get_future_from_cache": ".executor",
+    "terminate_tasks_in_cache": ".cluster_executor",
+}
+
+if TYPE_CHECKING:
+    from .catalog import get_cache_data
+    from .cluster_executor import (
+        FluxClusterExecutor,
+        SlurmClusterExecutor,
+        terminate_tasks_in_cache,
+    )
+    from .executor import SingleNodeExecutor, get_future_from_cache
+    from .future import CacheFuture
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'executorlib_cache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CacheFuture",

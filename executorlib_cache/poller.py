@@ -335,6 +335,7 @@ class Poller:
             if task.key not in self._tasks:
                 self._ready.popleft()
                 continue
+            self.backend.demand = len(self._ready)
             if not self.backend.can_dispatch(task):
                 return
             self._ready.popleft()

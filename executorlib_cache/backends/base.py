@@ -92,6 +92,9 @@ class Backend:
     def sockets(self) -> list[zmq.Socket]:
         return []
 
+    #: how many tasks are ready to dispatch (set by the poller before can_dispatch)
+    demand = 0
+
     def can_dispatch(self, task: Task) -> bool:
         return True
 
