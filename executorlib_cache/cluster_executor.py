@@ -23,12 +23,20 @@ from .backends.cluster import (
     SlurmBackend,
     cancel_jobs,
 )
+from .backends.pool import (
+    FluxPoolBackend,
+    PoolBackend,
+    SlurmPoolBackend,
+    pool_worker_ids,
+    stop_pools,
+)
 from .executor import BaseExecutor
 from .store import JOB_JSON, Store
 
 
 class _ClusterExecutor(BaseExecutor):
     backend_class: type[ClusterBackend] = SlurmBackend
+    pool_class: type[PoolBackend] = SlurmPoolBackend
 
     def __init__(
         self,
@@ -42,25 +50,28 @@ class _ClusterExecutor(BaseExecutor):
     ) -> None:
         """``cache_directory``: where entries live (default ``$XCACHE_DIR`` or
         ``.xcache``); it must be visible from the compute nodes.
-        ``max_workers``: reserved for packing many calls into a few worker jobs;
-        not available yet, so anything but None is an error.
-        ``resource_dict``: defaults for every call (see docs/slurm.md).
+        ``max_workers``: None (default): every call is its own job.  K: run the
+        calls in at most K worker jobs, each sized by ``resource_dict`` (calls
+        that need more, e.g. more cores or another partition, still go as their
+        own job); see "Many small tasks" in docs/slurm.md.
+        ``resource_dict``: defaults for every call (see docs/slurm.md); with
+        ``max_workers`` also the size and time limit of every worker job.
         ``pysqa_config_directory``: your own pysqa ``queue.yaml`` + templates
         instead of the shipped ``scheduler_templates``.
         ``secret``: sign entries (passed on to the jobs as ``XCACHE_SECRET``).
         Other keyword options (e.g. ``progress``) go to :class:`BaseExecutor`.
         """
-        if max_workers is not None:
-            raise ValueError(
-                f"{type(self).__name__}(max_workers={max_workers!r}): packing calls into a "
-                "fixed number of worker jobs is not available yet; every call is its own "
-                "job. Leave max_workers=None.")
         self._pysqa_config_directory = pysqa_config_directory
-        super().__init__(cache_directory, None, resource_dict, secret=secret, **options)
+        super().__init__(cache_directory, max_workers, resource_dict, secret=secret,
+                         **options)
 
     def _make_backend(self, max_workers: int | None) -> Backend:
-        return self.backend_class(self._store, None,
-                                  pysqa_config_directory=self._pysqa_config_directory)
+        if max_workers is None:
+            return self.backend_class(self._store, None,
+                                      pysqa_config_directory=self._pysqa_config_directory)
+        return self.pool_class(self._store, max_workers,
+                               pysqa_config_directory=self._pysqa_config_directory,
+                               resources=self._resources)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``wait=False`` does not wait for results, but it does wait until every
@@ -83,6 +94,7 @@ class FluxClusterExecutor(_ClusterExecutor):
     """Every call is one flux job (``flux batch`` through pysqa's flux mode)."""
 
     backend_class = FluxBackend
+    pool_class = FluxPoolBackend
 
 
 def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
@@ -93,7 +105,9 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
     future failed because the scheduler stopped answering leaves its job running)
     and cancels their job ids with ONE scheduler call per backend (``backend``:
     ``"slurm"``, ``"flux"``, or None for both); cancelling a job that already
-    ended is harmless.  Returns the job ids it asked to cancel.
+    ended is harmless.  The worker jobs of ``max_workers`` pools (``.queue/*/pool.json``)
+    are cancelled in the same call, and told to stop.  Returns the job ids it
+    asked to cancel.
     """
     if backend is not None and backend not in SCHEDULERS:
         raise ValueError(f"backend must be one of {sorted(SCHEDULERS)} or None, "
@@ -109,6 +123,9 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
             continue
         if job.get("job_id"):
             by_backend.setdefault(str(name), []).append(str(job["job_id"]))
+    for name, ids in pool_worker_ids(store.root, backend).items():
+        by_backend.setdefault(name, []).extend(ids)
+    stop_pools(store.root, backend)
     cancelled: list[str] = []
     for name, ids in by_backend.items():
         cancel_jobs(name, ids)

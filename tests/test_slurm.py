@@ -307,8 +307,8 @@ def test_user_queue_limits_are_errors_not_clamps(cache: Path, tmp_path: Path) ->
         with pytest.raises(ValueError, match="run_time_max.*exceeds"):
             exe.submit(add, 1, 2, resource_dict={"run_time_max": 7200})
         assert exe.submit(add, 1, 2).result(timeout=60) == 3
-    with pytest.raises(ValueError, match="max_workers"):
-        SlurmClusterExecutor(cache_directory=cache, max_workers=4)
+    with pytest.raises(ValueError, match="max_workers"):  # packing: tests/test_packing.py
+        SlurmClusterExecutor(cache_directory=cache, max_workers=0)
 
 
 def test_cancel_queued_futures_and_terminate_tasks_in_cache(cache: Path, calls: Calls) -> None:

@@ -1,0 +1,286 @@
+"""The worker that runs inside a pool job (``max_workers=K`` of the cluster executors).
+
+    python -m executorlib_cache.pool_worker CACHE POOL --worker TOKEN --backend slurm \\
+        [--job-name NAME] [--time-limit SECONDS] [--idle SECONDS]
+
+One scheduler job, many cache entries.  The driver (``backends/pool.py``) writes
+one empty *ticket* per ready entry into a small queue directory; workers take
+tickets with an atomic ``os.rename`` and run the entries with
+:func:`runner.run_entry`, in this process (``cores > 1``: ``srun``/``flux run``
+of the MPI runner inside the allocation).  Layout::
+
+    <cache>/.queue/<pool>/
+      0000000042.<token>.<key>       a ready entry nobody took yet (empty file)
+      .t.<worker>.<ticket>           taken: <worker> runs that entry right now
+      .exit.<worker>                 <worker> ended cleanly (JSON: why, how many tasks)
+      .stop                          the driver is done: workers exit
+      pool.json                      owner, backend and worker job ids (terminate_tasks_in_cache)
+      workers/<worker>/              job.out, job.err, run_queue.sh of each worker job
+
+Why a rename, not the claim lock, hands a ticket out: ``rename(2)`` of one name
+succeeds for exactly one caller (POSIX; also over NFS, where a lost reply of a
+retried RENAME can make the winner see ENOENT -- it then only skips a ticket,
+which the driver re-queues after its death/lost-ticket checks) and costs one
+metadata operation, where a lock per ticket costs an open, a flock and a close
+per *candidate*.  The claim lock still guards the entry itself: after the rename
+the worker checks, under the entry's claim lock, that ``job.json`` still names
+this pool and ticket (a driver that took the claim over in the meantime wrote
+another ticket: the stale one is dropped) and records its own job id there, so a
+claim is never run twice and ``xcache`` shows the worker's job id.
+
+The worker exits when the queue stayed empty for ``--idle`` seconds (a driver
+that is still submitting keeps its workers), when ``.stop`` appears or the
+queue directory is gone, or before its time limit: it takes no new entry when
+less than max(1.5 x the longest task it ran, a margin) is left.  Without
+``--time-limit`` a SLURM worker asks ``squeue`` once for its own time left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .backends.pool import (
+    EXIT,
+    IDLE_DEFAULT,
+    STOP,
+    _unlink,
+    atomic_write,
+    claim_token,
+    is_ticket,
+    queue_dir,
+    taken_name,
+    ticket_key,
+    ticket_token,
+    worker_dir,
+)
+
+#: seconds between looks at an empty queue: short at first, then up to POLL_MAX
+POLL_MIN, POLL_MAX = 0.002, 0.05
+MARGIN_MAX = 30.0  # never stop taking entries earlier than this before the limit
+MARGIN_FRACTION = 0.1  # ... or this share of the limit, if smaller
+
+
+# ---------------------------------------------------------------------- time limit
+def parse_slurm_time_left(text: str) -> float | None:
+    """``squeue -o %L``: ``[days-]hh:mm:ss``, ``mm:ss``, ``UNLIMITED`` ... -> seconds."""
+    s = text.strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", s)
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+
+
+def slurm_time_left() -> float | None:
+    """Seconds left of this SLURM job (one squeue), None if unknown or unlimited."""
+    jid = os.environ.get("SLURM_JOB_ID")
+    if not jid:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", jid, "-o", "%L"], capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_slurm_time_left(out)
+
+
+def own_job_id(backend: str) -> str | None:
+    """This job's id as the driver records it (flux: decimal, not F58)."""
+    if backend == "flux":
+        raw = os.environ.get("FLUX_JOB_ID")
+        if not raw:
+            return None
+        from .backends.flux import to_decimal
+
+        try:
+            return to_decimal(raw)
+        except ValueError:
+            return raw
+    return os.environ.get("SLURM_JOB_ID")
+
+
+# ---------------------------------------------------------------------- the worker
+class PoolWorker:
+    def __init__(self, cache: str, pool: str, worker: str, backend: str = "slurm",
+                 job_name: str | None = None, time_limit: float | None = None,
+                 idle: float = IDLE_DEFAULT, started: float | None = None) -> None:
+        from .store import Store
+
+        self.store = Store(cache, create=False)
+        self.cache = str(self.store.root)
+        self.pool, self.worker, self.backend = pool, worker, backend
+        self.qdir = queue_dir(self.store.root, pool)
+        self._qdir = str(self.qdir)
+        self.job_id = own_job_id(backend)
+        self.job_name = job_name
+        wdir = worker_dir(self.qdir, worker)
+        self.stdout, self.stderr = str(wdir / "job.out"), str(wdir / "job.err")
+        self.started = time.monotonic() if started is None else started
+        self.time_limit = time_limit
+        self.idle = idle
+        self.longest = 0.0
+        self.tasks = 0
+        self.dropped = 0
+
+    # ------------------------------------------------------------- loop
+    def serve(self) -> str:
+        """Take and run tickets until idle, stopped or near the time limit; the reason."""
+        pending: list[str] = []
+        idle_since: float | None = None
+        delay = POLL_MIN
+        while True:
+            if os.path.exists(f"{self._qdir}/{STOP}"):
+                return "stopped by the driver"
+            now = time.monotonic()
+            if self.time_limit is not None:
+                left = self.time_limit - (now - self.started)
+                margin = min(MARGIN_MAX, MARGIN_FRACTION * self.time_limit)
+                if left < max(1.5 * self.longest, margin):
+                    return (f"time limit near ({left:.0f} s of {self.time_limit:.0f} s left, "
+                            f"longest task {self.longest:.1f} s)")
+            if not pending:
+                try:
+                    pending = sorted(n for n in os.listdir(self._qdir) if is_ticket(n))
+                except FileNotFoundError:
+                    return "queue directory removed"
+                pending.reverse()  # pop() from the end = oldest first
+            if not pending:
+                if idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= self.idle:
+                    return f"queue empty for {self.idle:g} s"
+                time.sleep(delay)
+                delay = min(POLL_MAX, delay * 1.5)
+                continue
+            ticket = pending.pop()
+            if self.take(ticket):
+                idle_since = None
+                delay = POLL_MIN
+
+    def take(self, ticket: str) -> bool:
+        """Rename the ticket to our name (exactly one worker wins), then run it."""
+        taken = f"{self._qdir}/{taken_name(self.worker, ticket)}"
+        try:
+            os.rename(f"{self._qdir}/{ticket}", taken)
+        except FileNotFoundError:
+            return False  # another worker was faster, or the driver withdrew it
+        key = ticket_key(ticket)
+        if not self._record(key, ticket, taken):
+            self.dropped += 1
+            _unlink(taken)
+            return True
+        t0 = time.monotonic()
+        self._run(key)
+        self.longest = max(self.longest, time.monotonic() - t0)
+        self.tasks += 1
+        _unlink(taken)  # only now: a worker that dies mid-task leaves it for the driver
+        return True
+
+    def _record(self, key: str, ticket: str, taken: str) -> bool:
+        """Under the entry's claim lock: is this ticket still the claim's?  If so,
+        write our job id into job.json (``xcache`` shows where the entry runs)."""
+        from filelock import Timeout
+
+        from .store import ERROR, JOB_JSON, RESULT
+
+        try:
+            with self.store.claim(key, timeout=30):
+                job = self.store.read_json(key, JOB_JSON)
+                if not job or claim_token(job) != ticket_token(ticket):
+                    return False  # withdrawn, or taken over by another driver
+                names = self.store.names(key) or set()
+                if RESULT in names or ERROR in names:
+                    return False
+                job.update(job_id=self.job_id, job_name=self.job_name, stdout=self.stdout,
+                           stderr=self.stderr, pool=self.pool, ticket=ticket,
+                           queue_directory=self._qdir, worker=self.worker, taken=time.time())
+                self.store.write_json(key, JOB_JSON, job)
+        except Timeout:  # somebody holds the claim for long: put the ticket back
+            try:
+                os.rename(taken, f"{self._qdir}/{ticket}")
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+            return False
+        return True
+
+    def _run(self, key: str) -> None:
+        from .runner import run_entry
+
+        try:
+            payload, meta = self.store.read_task(key)
+            resources = meta.get("resource_dict") or {}
+        except Exception:  # run_entry reads it again and records why it cannot
+            payload, resources = None, None
+        if resources and int(resources.get("cores", 1)) > 1:
+            self._run_mpi(key, resources)
+        else:
+            run_entry(self.store, key, payload, resources, backend=self.backend)
+
+    def _run_mpi(self, key: str, resources: dict[str, Any]) -> None:
+        """``srun -n N`` / ``flux run -n N`` of the MPI runner inside this allocation."""
+        from .backends import flux, slurm
+        from .errors import TaskDiedError
+        from .runner import _failure
+        from .store import ERROR, RESULT
+
+        sched = flux if self.backend == "flux" else slurm
+        argv = [*sched.launcher(resources), sys.executable, "-m", "executorlib_cache.runner",
+                "--mpi", "--backend", self.backend, self.cache, key]
+        rc = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
+        names = self.store.names(key) or set()
+        if RESULT not in names and ERROR not in names:
+            exc = TaskDiedError(f"{' '.join(argv[:3])} ... of task {key} exited with code {rc} "
+                                f"without a result (pool worker job {self.job_id})")
+            out, meta = _failure(exc)
+            meta.update(reason="died", job_id=self.job_id, host=socket.gethostname(),
+                        backend=self.backend, finished=time.time())
+            self.store.write_outcome(key, "failed", out, meta)
+
+    def say_goodbye(self, reason: str) -> None:
+        info = {"reason": reason, "tasks": self.tasks, "dropped": self.dropped,
+                "job_id": self.job_id, "host": socket.gethostname(), "pid": os.getpid(),
+                "longest": round(self.longest, 3), "ended": time.time()}
+        try:
+            atomic_write(self.qdir / f"{EXIT}{self.worker}", json.dumps(info).encode(),
+                         self.store.file_mode)
+        except OSError:
+            pass  # the driver removed the queue: nobody is waiting for this
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    parser = argparse.ArgumentParser(prog="python -m executorlib_cache.pool_worker")
+    parser.add_argument("cache_directory")
+    parser.add_argument("pool")
+    parser.add_argument("--worker", required=True, help="this worker's token (names files)")
+    parser.add_argument("--backend", default="slurm", choices=("slurm", "flux"))
+    parser.add_argument("--job-name", default=None)
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds this job may run (the executor's run_time_max)")
+    parser.add_argument("--idle", type=float, default=IDLE_DEFAULT,
+                        help="exit after the queue stayed empty this long")
+    ns = parser.parse_args(argv)
+    limit = ns.time_limit
+    if limit is None and ns.backend == "slurm":
+        left = slurm_time_left()
+        limit = None if left is None else left + (time.monotonic() - started)
+    worker = PoolWorker(ns.cache_directory, ns.pool, ns.worker, ns.backend, ns.job_name,
+                        limit, ns.idle, started)
+    reason = worker.serve()
+    worker.say_goodbye(reason)
+    print(f"executorlib_cache pool worker {ns.worker}: ran {worker.tasks} task(s); {reason}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
