@@ -250,6 +250,7 @@ class BaseExecutor(Executor):
         if wait:
             self._poller.join()
             self._heartbeat.stop()
+            self._ctx.destroy(linger=0)  # every socket is closed once the poller ended
         if first:
             self._close_observers()
         if wait and self._poller.error is not None:

@@ -101,3 +101,32 @@ class Heartbeat:
             self.path.unlink()
         except OSError:
             pass
+
+
+def orphan_workers(owner: dict[str, Any] | None, cache_root: Path) -> list[int]:
+    """Local worker processes of a dead driver that are still alive on this host.
+
+    A driver killed right after handing a task to a worker leaves a ~1 ms window
+    before the worker records ``started.json``; such a worker finishes its task
+    (and then exits), so while one lives its driver's claims are not abandoned.
+    """
+    if not owner or owner.get("host") != HOST or "pid" not in owner:
+        return []
+    want = [b"executorlib_cache.worker", str(cache_root).encode(), str(owner["pid"]).encode()]
+    found = []
+    try:
+        procs = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in procs:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        # worker argv: python -m executorlib_cache.worker ADDR CACHE DIRMODE FILEMODE DRIVER_PID
+        if want[0] in argv and want[1] in argv and argv[-1] == want[2] and pid_alive(int(name)):
+            found.append(int(name))
+    return found

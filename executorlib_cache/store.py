@@ -43,10 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from h5py import h5a, h5d, h5f, h5p, h5s, h5t
 
 FORMAT_VERSION = 1
+#: seconds to wait for another process's claim of the same entry
+CLAIM_TIMEOUT = float(os.environ.get("XCACHE_CLAIM_TIMEOUT", "60"))
 HOST = socket.gethostname()
 
 TASK, RESULT, ERROR = "task.h5", "result.h5", "error.h5"
@@ -122,15 +124,26 @@ def _diverted(path: Path | str) -> str:
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.diverted")
 
 
-class _HookedLock:
-    """A claim lock with the ``claim:held`` crash point (only with ``XCACHE_CRASH_AT``)."""
+class ClaimLock:
+    """The per-entry claim lock: a FileLock whose timeout is a clear error.
+
+    Also the ``claim:held`` crash point (only with ``XCACHE_CRASH_AT``).
+    """
 
     def __init__(self, lock: FileLock) -> None:
         self.lock = lock
 
-    def __enter__(self) -> _HookedLock:
-        self.lock.acquire()
-        _crash_point("claim", "held")
+    def __enter__(self) -> ClaimLock:
+        try:
+            self.lock.acquire()
+        except Timeout as e:
+            raise TimeoutError(
+                f"{self.lock.lock_file} has been held by another process for more than "
+                f"{self.lock.timeout:.0f} s: a live driver is stuck inside its claim of "
+                "this entry (a dead one would have released it)"
+            ) from e
+        if _CRASH_AT is not None:
+            _crash_point("claim", "held")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -216,17 +229,17 @@ class Store:
     def path(self, key: str, name: str) -> Path:
         return self.root / key / name
 
-    def claim(self, key: str, timeout: float = 60.0) -> FileLock:
+    def claim(self, key: str, timeout: float | None = None) -> ClaimLock:
         """The per-entry lock around check-write-submit-record.
 
         flock-based: a holder that dies releases it (no stale locks); waiting is
-        bounded by ``timeout`` (filelock raises ``Timeout``).
+        bounded by ``timeout`` (default ``XCACHE_CLAIM_TIMEOUT`` or 60 s), then a
+        ``TimeoutError`` says so.
         """
-        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=timeout,
+        lock = FileLock(f"{self._root}/.locks/{key}.lock",
+                        timeout=CLAIM_TIMEOUT if timeout is None else timeout,
                         mode=self.file_mode)
-        if _CRASH_AT is not None:
-            return _HookedLock(lock)  # type: ignore[return-value]
-        return lock
+        return ClaimLock(lock)
 
     # ------------------------------------------------------------------ writing
     def _write_bytes(self, path: Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import zmq
 
 from ..future import CacheFuture
-from ..liveness import owner_alive, pid_alive
+from ..liveness import orphan_workers, owner_alive, pid_alive
 from ..store import HOST, STARTED_JSON, Store
 
 
@@ -129,7 +129,8 @@ class Backend:
         """Is somebody still going to finish this claimed entry?
 
         Default (local): the owning driver is alive, or the runner process that
-        started it (started.json) is still alive on this host.
+        started it (started.json) is still alive on this host, or a worker of the
+        dead driver still lives (it may have the task in hand, not yet started).
         """
         if job is None:
             return False
@@ -138,4 +139,5 @@ class Backend:
         started = store.read_json(key, STARTED_JSON)
         if started and started.get("host") == HOST and "pid" in started:
             return pid_alive(int(started["pid"]))
-        return False
+        # a worker of the dead driver may hold the task without having started it yet
+        return bool(orphan_workers(job.get("owner"), store.root))
