@@ -322,7 +322,8 @@ class Poller:
                     self.store.write_task(task.key, task.payload, task.meta)
                 self.store.write_json(task.key, JOB_JSON, {
                     "backend": self.backend.name, "job_id": None, "owner": identity(),
-                    "submitted": time.time()})
+                    "submitted": time.time(), "function": task.meta.get("function"),
+                    "upstream_keys": list(task.deps)})
         task.attached = False
         del self._attached[task.key]
         self._enqueue(task)
