@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = PoolWorker(ns.cache_directory, ns.pool, ns.worker, ns.backend, ns.job_name,
                         limit, ns.idle, started)
     reason = worker.serve()
-    worker.say_goodbye(reason)
+    if not os.path.exists(worker.qdir / STOP):  # after .stop the driver is not listening
+        worker.say_goodbye(reason)
     print(f"executorlib_cache pool worker {ns.worker}: ran {worker.tasks} task(s); {reason}",
           flush=True)
     return 0

@@ -29,6 +29,7 @@ pytest.importorskip("pysqa")
 from executorlib_cache.backends.pool import (  # noqa: E402
     PoolBackend,
     parse_taken,
+    sweep_pools,
     taken_name,
     ticket_key,
     ticket_name,
@@ -39,6 +40,7 @@ from executorlib_cache.cluster_executor import (  # noqa: E402
     terminate_tasks_in_cache,
 )
 from executorlib_cache.errors import TaskDiedError  # noqa: E402
+from executorlib_cache.liveness import identity  # noqa: E402
 from executorlib_cache.pool_worker import parse_slurm_time_left  # noqa: E402
 from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, Store  # noqa: E402
 
@@ -201,6 +203,22 @@ def test_slurm_time_left_formats() -> None:
         assert parse_slurm_time_left(text) is None
 
 
+def test_sweep_removes_only_finished_queues_of_dead_drivers(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    dead = {"host": "no-such-host", "pid": 1, "start": "0"}
+    alive = identity()
+    for name, owner, files in [("idle", dead, [".exit.w1"]), ("waiting", dead, ["0000000001.x.k"]),
+                               ("running", dead, [".t.w1.0000000001.x.k"]),
+                               ("live", alive, [])]:
+        q = root / ".queue" / name
+        q.mkdir(parents=True)
+        (q / "pool.json").write_text(json.dumps({"backend": "slurm", "owner": owner}))
+        for f in files:
+            (q / f).touch()
+    assert sweep_pools(root) == ["idle"]
+    assert sorted(p.name for p in (root / ".queue").iterdir()) == ["live", "running", "waiting"]
+
+
 def test_what_fits_a_worker() -> None:
     pool = PoolBackend.__new__(PoolBackend)
     pool.worker_resources = {"cores": 2, "threads_per_core": 1, "partition": "short",
@@ -256,8 +274,9 @@ DRIVER = """
 import sys
 from executorlib_cache.cluster_executor import SlurmClusterExecutor
 
-def count(i, path):
-    import os
+def count(i, path, nap):
+    import os, time
+    time.sleep(nap)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.write(fd, f"{i}\\n".encode())
     os.close(fd)
@@ -265,29 +284,55 @@ def count(i, path):
 
 with SlurmClusterExecutor(cache_directory=sys.argv[1], max_workers=2,
                           resource_dict={"run_time_max": 300}) as exe:
-    futs = [exe.submit(count, i, sys.argv[2]) for i in range(int(sys.argv[3]))]
+    futs = [exe.submit(count, i, sys.argv[2], float(sys.argv[4])) for i in range(int(sys.argv[3]))]
+    print("SUBMITTED", flush=True)
     print("RESULT", sum(f.result(timeout=60) for f in futs), flush=True)
     print("CALLS", exe._backend.calls, flush=True)
 """
 
 
-@needs_slurm
-def test_two_racing_drivers_run_every_task_once(cache: Path, calls: Calls,
-                                                tmp_path: Path) -> None:
-    driver, counter = tmp_path / "driver.py", tmp_path / "ran.txt"
+def _driver(tmp_path: Path, cache: Path, counter: Path, n: int, nap: float
+            ) -> subprocess.Popen[str]:
+    driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(DRIVER))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen([sys.executable, str(driver), str(cache), str(counter), str(n),
+                             str(nap)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@needs_slurm
+def test_two_racing_drivers_run_every_task_once(cache: Path, calls: Calls,
+                                                tmp_path: Path) -> None:
+    counter = tmp_path / "ran.txt"
     n = 120
-    procs = [subprocess.Popen([sys.executable, str(driver), str(cache), str(counter), str(n)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [_driver(tmp_path, cache, counter, n, 0.0) for _ in range(2)]
     outs = [p.communicate(timeout=80) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert f"RESULT {2 * sum(range(n))}" in out, out + err
     assert sorted(executions(counter)) == list(range(n))  # no call ran twice
     assert calls.count("sbatch") <= 4  # two pools of at most 2 workers each
+
+
+@needs_slurm
+def test_killed_driver_then_rerun_runs_every_task_once(cache: Path, calls: Calls,
+                                                       tmp_path: Path) -> None:
+    """SIGKILL while the workers are half-way: they finish what they took; the re-run
+    adopts what a worker runs, re-queues what waits, and nothing runs twice."""
+    counter = tmp_path / "ran.txt"
+    n = 150
+    first = _driver(tmp_path, cache, counter, n, 0.05)
+    try:
+        wait_for(lambda: len(executions(counter)) >= 30, 40, "30 calls to run")
+    finally:
+        first.kill()
+        first.communicate()
+    out, err = _driver(tmp_path, cache, counter, n, 0.05).communicate(timeout=80)
+    assert f"RESULT {2 * sum(range(n))}" in out, out + err
+    assert sorted(executions(counter)) == list(range(n))
+    assert calls.count("sbatch") <= 4
 
 
 @needs_slurm

@@ -289,6 +289,7 @@ class PoolBackend(ClusterBackend):
             return
         mode = self.store.dir_mode
         os.makedirs(self.qdir.parent, mode=mode, exist_ok=True)
+        sweep_pools(self.store.root)
         os.makedirs(self.qdir, mode=mode, exist_ok=True)
         os.makedirs(self.qdir / WORKERS, mode=mode, exist_ok=True)
         self._created = True
@@ -503,7 +504,7 @@ class PoolBackend(ClusterBackend):
     @property
     def check_interval(self) -> float:  # type: ignore[override]
         base = super().check_interval
-        if not self._created and not self._workers:
+        if not self._pool_tasks and not self._alive():
             return base
         nxt = min(self._next_pstat, self._next_pstatus)
         if self._submit_blocked_until > time.monotonic():
@@ -755,7 +756,7 @@ class PoolBackend(ClusterBackend):
             self._to_cancel.extend(pending)
             self._flush_cancels()
         if not self._keep_logs:
-            shutil.rmtree(self.qdir, ignore_errors=True)
+            _remove_dir(self.qdir)
 
 
 class SlurmPoolBackend(PoolBackend):
@@ -786,6 +787,49 @@ def _pools(cache_root: str | os.PathLike[str], backend: str | None
     return out
 
 
+def _remove_dir(path: Path) -> None:
+    """rmtree; once more if a worker wrote its goodbye in between (best effort)."""
+    for _ in range(2):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05)
+
+
+def sweep_pools(cache_root: str | os.PathLike[str]) -> list[str]:
+    """Remove the queues of drivers that are gone and left nothing to do: no ticket
+    waiting (a detached driver's tickets are still work for its workers) and none
+    taken (a worker still runs it).  Their workers, if any, see the queue gone and
+    exit.  (A pool that lost a worker is kept by its driver for the logs: until
+    the next driver on this cache sweeps it.)  Returns the pools removed."""
+    from ..liveness import owner_alive
+
+    base = Path(cache_root) / QUEUE_DIR
+    try:
+        dirs = list(base.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for pool in dirs:
+        try:
+            names = os.listdir(pool)
+        except OSError:
+            continue
+        if any(is_ticket(n) or n.startswith(TAKEN) for n in names):
+            continue
+        try:
+            info = json.loads((pool / POOL_JSON).read_text())
+        except (OSError, ValueError):
+            info = {}
+        if isinstance(info, dict) and owner_alive(info.get("owner"), Path(cache_root)):
+            continue
+        if not info and time.time() - pool.stat().st_mtime < 60:
+            continue  # a pool being created right now has no pool.json for a moment
+        _remove_dir(pool)
+        removed.append(pool.name)
+    return removed
+
+
 def pool_worker_ids(cache_root: str | os.PathLike[str], backend: str | None = None
                     ) -> dict[str, list[str]]:
     """Worker job ids of every pool queue in a cache, by backend (``pool.json``)."""
@@ -807,4 +851,4 @@ def stop_pools(cache_root: str | os.PathLike[str], backend: str | None = None) -
 
 
 __all__ = ["FluxPoolBackend", "PoolBackend", "SlurmPoolBackend", "pool_worker_ids",
-           "stop_pools"]
+           "stop_pools", "sweep_pools"]
