@@ -92,6 +92,20 @@ def slurm_time_left() -> float | None:
     return parse_slurm_time_left(out)
 
 
+def process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 elsewhere).  The batch
+    script ``exec``s the worker, so this is about the job's age: interpreter start-up
+    counts against the time limit too."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def own_job_id(backend: str) -> str | None:
     """This job's id as the driver records it (flux: decimal, not F58)."""
     if backend == "flux":
@@ -257,7 +271,7 @@ class PoolWorker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    started = time.monotonic()
+    started = time.monotonic() - process_age()
     parser = argparse.ArgumentParser(prog="python -m executorlib_cache.pool_worker")
     parser.add_argument("cache_directory")
     parser.add_argument("pool")
@@ -273,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if limit is None and ns.backend == "slurm":
         left = slurm_time_left()
         limit = None if left is None else left + (time.monotonic() - started)
+        # (time left counts from now: add what already passed, so both count from start)
     worker = PoolWorker(ns.cache_directory, ns.pool, ns.worker, ns.backend, ns.job_name,
                         limit, ns.idle, started)
     reason = worker.serve()
