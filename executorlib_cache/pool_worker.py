@@ -215,7 +215,8 @@ class PoolWorker:
                     return False
                 job.update(job_id=self.job_id, job_name=self.job_name, stdout=self.stdout,
                            stderr=self.stderr, pool=self.pool, ticket=ticket,
-                           queue_directory=self._qdir, worker=self.worker, taken=time.time())
+                           attempt=int(job.get("attempt") or 1), queue_directory=self._qdir,
+                           worker=self.worker, taken=time.time())
                 self.store.write_json(key, JOB_JSON, job)
         except Timeout:  # somebody holds the claim for long: put the ticket back
             try:
