@@ -27,7 +27,16 @@ from typing import Any
 
 import zmq
 
-from .backends.base import Backend, Died, Event, Finished, Started, SubmitFailed, Task
+from .backends.base import (
+    Backend,
+    Died,
+    Event,
+    Finished,
+    Requeue,
+    Started,
+    SubmitFailed,
+    Task,
+)
 from .errors import SubmissionError, TaskDiedError, UpstreamFailedError
 from .future import CacheFuture
 from .liveness import identity
@@ -275,8 +284,24 @@ class Poller:
                         f.set_running_or_notify_cancel()
             elif isinstance(ev, Died):
                 self._fail(task, TaskDiedError(ev.message), reason="died", state=ev.state)
+            elif isinstance(ev, Requeue):
+                self._requeue(task, ev.message)
             elif isinstance(ev, SubmitFailed):
                 self._fail(task, SubmissionError(ev.message), reason="submit")
+
+    def _requeue(self, task: Task, message: str) -> None:
+        """The worker holding ``task`` died before starting it: hand it out again
+        (at most twice, so a task that kills workers before it starts cannot loop)."""
+        tries = task.info.get("requeued", 0) + 1
+        if tries > 2:
+            self._fail(task, TaskDiedError(f"{message} (the task was handed to {tries} "
+                                           "workers; each died before it started)"),
+                       reason="died")
+            return
+        task.info["requeued"] = tries
+        task.dispatched = False
+        self._inflight.pop(task.key, None)
+        self._ready.appendleft(task)
 
     def _periodic_checks(self) -> None:
         now = time.monotonic()

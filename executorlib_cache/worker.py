@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections import deque
 from typing import Any
 
 import zmq
@@ -64,6 +65,10 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
 
     ``parent`` comes from the command line: reading ``os.getppid()`` at start-up
     would miss a driver that died while this interpreter was still importing.
+
+    The driver may queue a second task here while the first runs (so a worker never
+    waits for a round trip); "started" tells it which one really began, and a
+    "cancel" that arrives before a queued task starts withdraws it.
     """
     store = Store(cache_directory, create=False, dir_mode=dir_mode, file_mode=file_mode)
     ctx = zmq.Context()
@@ -71,42 +76,76 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
     sock.setsockopt(zmq.LINGER, 2000)
     sock.connect(address)
     sock.send_multipart([b"ready", str(os.getpid()).encode()])
+    queue: deque[list[bytes]] = deque()
     try:
         while True:
-            if not sock.poll(1000):
-                if os.getppid() != parent:  # the driver is gone and we are idle
-                    return
-                continue
-            msg = sock.recv_multipart()
-            if msg[0] != b"run":
+            if not queue:
+                if not sock.poll(1000):
+                    if os.getppid() != parent:  # the driver is gone and we are idle
+                        return
+                    continue
+            if not _take_messages(sock, queue):
                 return  # b"exit"
-            key, payload = msg[1].decode(), msg[2]
-            resources = json.loads(msg[3])
-            cores = int(resources.get("cores", 1))
-            try:
-                # always: a task.h5 left by an earlier attempt may be damaged or tampered
-                # with, and this claim's payload is what runs
-                store.write_task(key, payload, json.loads(msg[4]))
-            except Exception as exc:  # disk full, permission denied: fail the task, clearly
-                out, meta = dumps_exception(exc)
-                meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
-                _reply(sock, key, "failed", out, meta)
+            if not queue:
                 continue
-            try:
-                if cores > 1:
-                    status, out, meta = run_mpi_task(store, key, cores)
-                else:
-                    status, out, meta = run_entry(store, key, payload, resources)
-            except Exception as exc:  # not even the error could be written (disk full,
-                status = "failed"  # read-only): tell the driver why instead of dying
-                out, meta = dumps_exception(exc)
-                meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
-            _reply(sock, key, status, out, meta)
+            msg = queue.popleft()
+            _send(sock, [b"started", msg[1]])
+            _run_one(store, sock, msg)
             if os.getppid() != parent:  # finished the task in hand; nobody to serve now
                 return
     finally:
         sock.close(linger=500)
         ctx.term()
+
+
+def _take_messages(sock: zmq.Socket, queue: deque[list[bytes]]) -> bool:
+    """Move every waiting message into ``queue``; apply cancels; False on "exit"."""
+    while True:
+        try:
+            msg = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return True
+        if msg[0] == b"run":
+            queue.append(msg)
+        elif msg[0] == b"cancel":
+            for queued in list(queue):
+                if queued[1] == msg[1]:
+                    queue.remove(queued)
+                    _send(sock, [b"cancelled", msg[1]])
+        else:
+            return False
+
+
+def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
+    key, payload = msg[1].decode(), msg[2]
+    resources = json.loads(msg[3])
+    cores = int(resources.get("cores", 1))
+    try:
+        # always: a task.h5 left by an earlier attempt may be damaged or tampered
+        # with, and this claim's payload is what runs
+        store.write_task(key, payload, json.loads(msg[4]))
+    except Exception as exc:  # disk full, permission denied: fail the task, clearly
+        out, meta = dumps_exception(exc)
+        meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
+        _reply(sock, key, "failed", out, meta)
+        return
+    try:
+        if cores > 1:
+            status, out, meta = run_mpi_task(store, key, cores)
+        else:
+            status, out, meta = run_entry(store, key, payload, resources)
+    except Exception as exc:  # not even the error could be written (disk full,
+        status = "failed"  # read-only): tell the driver why instead of dying
+        out, meta = dumps_exception(exc)
+        meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
+    _reply(sock, key, status, out, meta)
+
+
+def _send(sock: zmq.Socket, parts: list[bytes]) -> None:
+    try:
+        sock.send_multipart(parts, flags=zmq.NOBLOCK)
+    except zmq.Again:
+        pass  # the driver is gone; the cache has the truth
 
 
 def main() -> None:

@@ -312,3 +312,33 @@ def test_pickle_of_future_key_is_plain_string(cache_dir):
         fut = exe.submit(add, 1)
     assert pickle.loads(pickle.dumps(fut.key)) == fut.key
     assert Path(cache_dir, fut.key).is_dir()
+
+
+def test_cancelled_task_queued_in_a_busy_worker_never_runs(cache_dir, tmp_path):
+    marker = tmp_path / "ran"
+
+    def touch(path):
+        open(path, "w").close()
+
+    with SingleNodeExecutor(cache_directory=cache_dir, max_workers=1) as exe:
+        first = exe.submit(slow, "first", 1.0)
+        queued = exe.submit(touch, str(marker))  # handed to the busy worker's queue
+        deadline = time.monotonic() + 20
+        while not first.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not queued.running()
+        assert queued.cancel()
+        assert first.result(timeout=30) == "first"
+    assert not marker.exists()
+
+
+def test_task_queued_behind_a_dying_task_is_run_by_the_replacement(cache_dir):
+    def die():
+        os._exit(7)
+
+    with SingleNodeExecutor(cache_directory=cache_dir, max_workers=1) as exe:
+        doomed = exe.submit(die)
+        behind = exe.submit(add, 20, 22)
+        with pytest.raises(Exception, match="exited with code 7"):
+            doomed.result(timeout=30)
+        assert behind.result(timeout=30) == 42

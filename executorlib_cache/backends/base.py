@@ -54,12 +54,20 @@ class Started:
 
 
 @dataclass
+class Requeue:
+    """A task handed to a worker that died before starting it: dispatch it again."""
+
+    key: str
+    message: str = ""  # how the worker died, for the error if it keeps happening
+
+
+@dataclass
 class SubmitFailed:
     key: str
     message: str
 
 
-Event = Finished | Died | Started | SubmitFailed
+Event = Finished | Died | Started | SubmitFailed | Requeue
 
 
 class Backend:

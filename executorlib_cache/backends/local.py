@@ -17,25 +17,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from ..mpi import mpiexec_path
-from .base import Backend, Died, Event, Finished, Task
+from ..store import STARTED_JSON
+from .base import Backend, Died, Event, Finished, Requeue, Started, Task
 
 #: a worker that dies this many times in a row before saying "ready" means the
 #: environment is broken (e.g. the interpreter cannot import us): stop retrying
 MAX_START_FAILURES = 3
 
 
+#: tasks handed to one worker at once: the one it runs and the next one, so that it
+#: never sits idle waiting for the driver's round trip (the driver thread may be busy
+#: submitting; Python hands the GIL over only every few milliseconds)
+PREFETCH = 2
+
+
 @dataclass
 class _Worker:
     proc: subprocess.Popen
     ident: bytes | None = None  # zmq routing id, known once "ready" arrives
-    key: str | None = None  # task in hand
-    slots: int = 0
+    keys: list[str] = field(default_factory=list)  # handed over, in order
+    started: set[str] = field(default_factory=set)  # keys it said it began
+    mpi_slots: int = 0  # cores of an MPI task in hand (nothing is queued behind it)
+
+    @property
+    def slots(self) -> int:
+        return self.mpi_slots or (1 if self.keys else 0)
 
 
 def describe_exit(returncode: int) -> str:
@@ -49,7 +61,6 @@ def describe_exit(returncode: int) -> str:
 
 class LocalBackend(Backend):
     name = "local"
-    running_on_dispatch = True
     worker_writes_task = True
 
     def __init__(self, store: Any, max_workers: int | None = None) -> None:
@@ -109,14 +120,25 @@ class LocalBackend(Backend):
     def _slots_used(self) -> int:
         return sum(w.slots for w in self._workers.values())
 
+    def _pick(self, task: Task) -> _Worker | None:
+        """An idle worker if possible; for a 1-core task also one with room in its queue."""
+        assert self.max_workers is not None
+        need = min(int(task.resources.get("cores", 1)), self.max_workers)
+        ready = [w for w in self._workers.values() if w.ident is not None]
+        idle = [w for w in ready if not w.keys]
+        if idle and self._slots_used() + need <= self.max_workers:
+            return idle[0]
+        if need == 1:
+            room = [w for w in ready if w.keys and not w.mpi_slots and len(w.keys) < PREFETCH]
+            if room:
+                return min(room, key=lambda w: len(w.keys))
+        return None
+
     def can_dispatch(self, task: Task) -> bool:
         if self.broken:
             return True  # dispatch() fails it with the reason
         assert self.max_workers is not None
-        need = min(int(task.resources.get("cores", 1)), self.max_workers)
-        if self._slots_used() + need > self.max_workers:
-            return False
-        if any(w.ident is not None and w.key is None for w in self._workers.values()):
+        if self._pick(task) is not None:
             return True
         starting = sum(1 for w in self._workers.values() if w.ident is None)
         # start as many workers as there is work waiting (in parallel: each takes
@@ -141,15 +163,27 @@ class LocalBackend(Backend):
         if self.broken:
             raise RuntimeError(self.broken)
         assert self._sock is not None and self.max_workers is not None
-        worker = next(w for w in self._workers.values() if w.ident is not None and w.key is None)
-        assert worker.ident is not None
-        worker.key = task.key
-        worker.slots = min(int(task.resources.get("cores", 1)), self.max_workers)
+        worker = self._pick(task)
+        assert worker is not None and worker.ident is not None
+        worker.keys.append(task.key)
+        cores = min(int(task.resources.get("cores", 1)), self.max_workers)
+        if cores > 1:
+            worker.mpi_slots = cores
         task.info["worker_pid"] = worker.proc.pid
         self._sock.send_multipart(
             [worker.ident, b"run", task.key.encode(), task.payload,
              json.dumps(task.resources).encode(), json.dumps(task.meta, default=str).encode()]
         )
+
+    def cancel(self, task: Task) -> None:
+        """Withdraw a task queued in a worker that has not started it yet."""
+        for w in self._workers.values():
+            if task.key in w.keys and w.ident is not None and self._sock is not None:
+                try:
+                    self._sock.send_multipart([w.ident, b"cancel", task.key.encode()],
+                                              zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
 
     def collect(self, ready: set[Any]) -> list[Event]:
         events: list[Event] = []
@@ -161,18 +195,26 @@ class LocalBackend(Backend):
             except zmq.Again:
                 return events
             ident, kind = msg[0], msg[1]
+            w = self._by_ident.get(ident)
             if kind == b"ready":
                 w = self._workers.get(int(msg[2]))
                 if w is not None:
                     w.ident = ident
                     self._by_ident[ident] = w
                     self._start_failures = 0
-            elif kind == b"done":
-                w = self._by_ident.get(ident)
+            elif kind == b"started":
                 if w is not None:
-                    w.key, w.slots = None, 0
-                events.append(Finished(msg[2].decode(), msg[3].decode(), msg[4],
-                                       json.loads(msg[5])))
+                    w.started.add(msg[2].decode())
+                events.append(Started(msg[2].decode()))
+            elif kind in (b"done", b"cancelled"):
+                key = msg[2].decode()
+                if w is not None and key in w.keys:
+                    w.keys.remove(key)
+                    w.started.discard(key)
+                    if not w.keys:
+                        w.mpi_slots = 0
+                if kind == b"done":
+                    events.append(Finished(key, msg[3].decode(), msg[4], json.loads(msg[5])))
 
     def check(self, tasks: dict[str, Task]) -> list[Event]:
         events: list[Event] = []
@@ -189,17 +231,21 @@ class LocalBackend(Backend):
                     self.broken = (f"local worker processes cannot start ({sys.executable} -m "
                                    f"executorlib_cache.worker {describe_exit(rc)}, "
                                    f"{self._start_failures} times); see stderr above")
-            if w.key is not None:
-                events.append(self._died(w, rc))
+            for key in w.keys:
+                events.append(self._died(w, key, rc))
         return events
 
-    def _died(self, w: _Worker, rc: int) -> Event:
-        assert w.key is not None
-        outcome = self.store.read_outcome(w.key) if self.store.names(w.key) else None
+    def _died(self, w: _Worker, key: str, rc: int) -> Event:
+        outcome = self.store.read_outcome(key) if self.store.names(key) else None
         if outcome is not None:  # it wrote the result, then died before telling us
-            return Finished(w.key, outcome.status, outcome.payload, outcome.meta)
-        return Died(w.key, f"worker process {w.proc.pid} {describe_exit(rc)} while running "
-                           f"task {w.key}; the worker was replaced", state=describe_exit(rc))
+            return Finished(key, outcome.status, outcome.payload, outcome.meta)
+        message = (f"worker process {w.proc.pid} {describe_exit(rc)} while running "
+                   f"task {key}; the worker was replaced")
+        started = self.store.read_json(key, STARTED_JSON)
+        if key not in w.started and (not started or started.get("pid") != w.proc.pid):
+            return Requeue(key, message)  # queued behind the task that died: never began
+        return Died(key, f"worker process {w.proc.pid} {describe_exit(rc)} while running "
+                         f"task {key}; the worker was replaced", state=describe_exit(rc))
 
     def shutdown(self, wait: bool = True) -> None:
         if self._sock is not None:
@@ -210,7 +256,7 @@ class LocalBackend(Backend):
                     except zmq.ZMQError:
                         pass
         for w in self._workers.values():
-            if w.ident is None and w.key is None:
+            if w.ident is None and not w.keys:
                 # still starting: it holds no task and would never hear "exit" (shutdown
                 # used to wait 5 s for it, then kill it)
                 w.proc.terminate()
