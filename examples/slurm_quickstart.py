@@ -9,7 +9,7 @@ Stop it at any time and run it again: finished calls come from the cache and
 queued jobs are re-attached, not submitted twice.
 """
 
-# needs: slurm  (tests/test_docs.py only compiles this file)
+# needs: slurm  (tests/test_docs.py runs it when the test command brought up SLURM)
 
 import math
 import time
