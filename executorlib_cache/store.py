@@ -256,12 +256,7 @@ class Store:
                     view = view[n:]
             finally:
                 os.close(fd)
-            if _CRASH_AT is not None and _crash_point(path, "before_replace"):
-                os.replace(tmp, _diverted(path))
-                return
-            os.replace(tmp, path)
-            if _CRASH_AT is not None:
-                _crash_point(path, "after_replace")
+            _publish(tmp, path)
         except BaseException:
             _unlink(tmp)
             raise
@@ -295,12 +290,7 @@ class Store:
                 _fill_h5(fid, meta_json, payload, sig)
             finally:
                 fid.close()
-            if _CRASH_AT is not None and _crash_point(path, "before_replace"):
-                os.replace(tmp, _diverted(path))
-                return
-            os.replace(tmp, path)
-            if _CRASH_AT is not None:
-                _crash_point(path, "after_replace")
+            _publish(tmp, path)
         except BaseException:
             _unlink(tmp)
             raise
@@ -582,6 +572,17 @@ def _h5_image(meta_json: str, payload: bytes, sig: str | None) -> bytes:
         return bytes(fid.get_file_image())
     finally:
         fid.close()
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Make a fully written temp file visible under its final name, atomically
+    (with the ``before_replace``/``after_replace`` crash points for tests/faults)."""
+    if _CRASH_AT is not None and _crash_point(path, "before_replace"):
+        os.replace(tmp, _diverted(path))
+        return
+    os.replace(tmp, path)
+    if _CRASH_AT is not None:
+        _crash_point(path, "after_replace")
 
 
 def _unlink(path: Path | str) -> None:
