@@ -3,13 +3,35 @@ in separate interpreters (re-runs, racing drivers, killed drivers)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+#: CI runs everything: a prerequisite missing there is a failure, never a skip
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: SLURM tests run in CI (the test command starts SLURM) or when asked for
+SLURM_WANTED = IN_CI or os.environ.get("XCACHE_TEST_SLURM") == "1"
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip on a developer's machine that lacks ``reason``; in CI, fail instead."""
+    if IN_CI:
+        pytest.fail(f"CI must be able to run this test, but: {reason}")
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str) -> Any:
+    """``pytest.importorskip`` that fails in CI, where the test command installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        skip_unless_ci(f"needs {module} ({e})")
 
 
 @pytest.fixture

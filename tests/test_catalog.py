@@ -17,6 +17,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from conftest import require
 
 from executorlib_cache import catalog, liveness
 from executorlib_cache.catalog import CatalogError
@@ -171,7 +172,7 @@ def test_get_cache_data_fields_and_values(store: Store) -> None:
 
 
 def test_get_cache_data_is_a_dataframe(store: Store) -> None:
-    pd = pytest.importorskip("pandas")
+    pd = require("pandas")
     make_entry(store, "done")
     make_entry(store, "failed")
     make_entry(store, "pending")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,9 +23,7 @@ def _body(text: str) -> str:
 @pytest.mark.timeout(60)
 def test_cli_reference_matches_the_app(tmp_path):
     if importlib.util.find_spec("executorlib_cache.cli") is None:
-        if os.environ.get("CI"):
-            pytest.fail("executorlib_cache.cli is not importable: the package is not installed")
-        pytest.skip("needs an installed or editable checkout (pip install -e .)")
+        skip_unless_ci("needs an installed or editable checkout (pip install -e .)")
     out = tmp_path / "cli.md"
     subprocess.run([sys.executable, "-m", "typer", "executorlib_cache.cli.app", "utils", "docs",
                     "--name", "xcache", "--output", str(out)], check=True, timeout=50,

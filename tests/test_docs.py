@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: the directory that holds the executorlib_cache being tested (source tree or site-packages)
 IMPORT_ROOT = str(Path(executorlib_cache.__file__).resolve().parents[1])
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from conftest import SLURM_WANTED, skip_unless_ci  # noqa: E402
+
 BLOCK_TIMEOUT = 120
 
 pytestmark = pytest.mark.timeout(BLOCK_TIMEOUT + 60)
@@ -127,12 +128,6 @@ def _requirement_missing(req: str | None) -> str | None:
     return ", ".join(missing) or None
 
 
-def _skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI must have {reason}")
-    pytest.skip(f"not installed: {reason}")
-
-
 def _expected_outputs(code: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*#\s*->\s*(.+)$", code, re.M)]
 
@@ -188,7 +183,7 @@ def test_python_block_runs(block: Block, tmp_path: Path):
     compile(block.code, block.id, "exec")
     missing = _requirement_missing(block.requires)
     if missing:
-        _skip_or_fail(missing)
+        skip_unless_ci(f"not installed: {missing}")
     run_python(block.code, tmp_path, "block.py", block.id)
 
 
@@ -223,13 +218,11 @@ def test_example_runs(path: Path, tmp_path: Path):
     check_imports(code, path.name)
     if _compile_only_example(path):
         # run for real where the test command brought up SLURM (always in CI)
-        if "needs: slurm" not in code or os.environ.get("XCACHE_TEST_SLURM") != "1":
-            if os.environ.get("CI") and "needs: slurm" in code:
-                pytest.fail("CI must run the SLURM example: XCACHE_TEST_SLURM=1 is not set")
+        if "needs: slurm" not in code or not SLURM_WANTED:
             pytest.skip("needs a cluster: compiled and import-checked only")
     missing = _requirement_missing("mpi4py") if "mpi4py" in code else None
     if missing:
-        _skip_or_fail(missing)
+        skip_unless_ci(f"not installed: {missing}")
     run_python(code, tmp_path, path.name, path.name)
 
 
@@ -275,7 +268,7 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists():
 
 def test_mkdocs_build_strict(tmp_path: Path):
     if importlib.util.find_spec("mkdocs") is None:
-        _skip_or_fail("mkdocs")
+        skip_unless_ci("not installed: mkdocs")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                            "--site-dir", str(tmp_path / "site")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require, skip_unless_ci
 
-pysqa = pytest.importorskip("pysqa")
+pysqa = require("pysqa")
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
@@ -250,9 +251,10 @@ def test_flux_template_renders_all_resource_options():
     assert lines[-1] == "flux run -n 2 python -m x"
 
 
-@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (pip install mpich)")
 def test_flux_run_starts_mpi_ranks(qa, fake_flux):
-    pytest.importorskip("mpi4py")
+    if shutil.which("mpiexec") is None:
+        skip_unless_ci("needs mpiexec (pip install mpich)")
+    require("mpi4py")
     work = fake_flux / "mpi"
     # one file per rank: mpiexec may interleave the ranks' stdout ("22\n\n")
     code = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "

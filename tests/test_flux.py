@@ -20,8 +20,9 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from conftest import require
 
-pytest.importorskip("pysqa")
+require("pysqa")
 
 from executorlib_cache.backends import flux as flux_mod  # noqa: E402
 from executorlib_cache.cluster_executor import (  # noqa: E402

@@ -23,8 +23,9 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from conftest import SLURM_WANTED, require
 
-pytest.importorskip("pysqa")
+require("pysqa")
 
 from executorlib_cache.backends.pool import (  # noqa: E402
     PoolBackend,
@@ -44,10 +45,8 @@ from executorlib_cache.liveness import identity  # noqa: E402
 from executorlib_cache.pool_worker import parse_slurm_time_left  # noqa: E402
 from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, Store  # noqa: E402
 
-ENABLED = (os.environ.get("CI", "").lower() in ("true", "1", "yes")
-           or os.environ.get("XCACHE_TEST_SLURM") == "1")
 needs_slurm = pytest.mark.skipif(
-    not ENABLED, reason="SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
+    not SLURM_WANTED, reason="SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
     "SLURM), or set XCACHE_TEST_SLURM=1 where SLURM is running")
 
 REPO = Path(__file__).resolve().parents[1]

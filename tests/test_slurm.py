@@ -24,15 +24,14 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from conftest import SLURM_WANTED, require
 
-ENABLED = (os.environ.get("CI", "").lower() in ("true", "1", "yes")
-           or os.environ.get("XCACHE_TEST_SLURM") == "1")
-if not ENABLED:
+if not SLURM_WANTED:
     pytest.skip("SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
                 "SLURM), or set XCACHE_TEST_SLURM=1 where SLURM is running",
                 allow_module_level=True)
 
-pytest.importorskip("pysqa")
+require("pysqa")
 
 from executorlib_cache.cluster_executor import (  # noqa: E402
     SlurmClusterExecutor,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SLURM_WANTED, skip_unless_ci
 
 COUNTS_FILE = Path(__file__).resolve().parent / ".counts.json"
 
@@ -87,11 +88,11 @@ class Tmpfs:
 
 def _mount(path: Path, size: str) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+        skip_unless_ci("needs root to mount a tmpfs")
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
                            str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        skip_unless_ci(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
 
 
 @pytest.fixture
@@ -116,5 +117,4 @@ def tmpfs(tmp_path: Path) -> Iterator[Any]:
 # ----------------------------------------------------------------- SLURM switch
 def slurm_wanted() -> bool:
     """Same switch as tests/test_slurm.py: CI=true/1/yes or XCACHE_TEST_SLURM=1."""
-    return (os.environ.get("CI", "").lower() in ("true", "1", "yes")
-            or os.environ.get("XCACHE_TEST_SLURM") == "1")
+    return SLURM_WANTED

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from faults.conftest import slurm_wanted
 from faults.faultlib import PY, env_with, executions, parse_results, wait_for, work
@@ -33,7 +34,7 @@ from faults.faultlib import PY, env_with, executions, parse_results, wait_for, w
 if not slurm_wanted():
     pytest.skip("SLURM fault tests run with CI=1 or XCACHE_TEST_SLURM=1",
                 allow_module_level=True)
-pytest.importorskip("pysqa")
+require("pysqa")
 
 from executorlib_cache.cluster_executor import (  # noqa: E402
     SlurmClusterExecutor,

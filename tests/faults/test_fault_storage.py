@@ -20,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 from executorlib_cache import SingleNodeExecutor
 from faults.faultlib import (
@@ -217,10 +218,10 @@ def interpreter_for_nobody(cwd: Path) -> tuple[str, dict[str, str]] | None:
 @pytest.mark.timeout(60)
 def test_permission_denied_as_another_user(shared_tmp, counts):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run a driver as nobody")
+        skip_unless_ci("needs root and setpriv to run a driver as nobody")
     found = interpreter_for_nobody(shared_tmp)
     if found is None:
-        pytest.skip("no Python interpreter that user nobody can run with these packages")
+        skip_unless_ci("no Python interpreter that user nobody can run with these packages")
     python, env = found
     (shared_tmp / "root-only").mkdir(mode=0o700)
     mine = shared_tmp / "mine"
