@@ -21,35 +21,36 @@ class DependencyRef:
     key: str
 
 
+def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``leaf`` applied to every value inside (exactly) list/tuple/dict containers."""
+    if type(obj) is list:
+        return [_map_leaves(x, leaf) for x in obj]
+    if type(obj) is tuple:
+        return tuple(_map_leaves(x, leaf) for x in obj)
+    if type(obj) is dict:
+        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
+    return leaf(obj)
+
+
 def replace_futures(obj: Any, found: dict[str, Future]) -> Any:
-    """Return ``obj`` with every future (also inside list/tuple/dict/set) replaced
+    """Return ``obj`` with every future (also inside list/tuple/dict) replaced
     by a :class:`DependencyRef`; collect the futures in ``found`` by key."""
-    if isinstance(obj, Future):
-        key = getattr(obj, "key", None)
+
+    def leaf(x: Any) -> Any:
+        if not isinstance(x, Future):
+            return x
+        key = getattr(x, "key", None)
         if not isinstance(key, str):
             raise TypeError(
                 "only futures returned by an executorlib_cache executor can be passed as "
-                f"arguments (got {type(obj).__name__} without a cache key)"
+                f"arguments (got {type(x).__name__} without a cache key)"
             )
-        found[key] = obj
+        found[key] = x
         return DependencyRef(key)
-    if type(obj) is list:
-        return [replace_futures(x, found) for x in obj]
-    if type(obj) is tuple:
-        return tuple(replace_futures(x, found) for x in obj)
-    if type(obj) is dict:
-        return {k: replace_futures(v, found) for k, v in obj.items()}
-    return obj
+
+    return _map_leaves(obj, leaf)
 
 
 def resolve_refs(obj: Any, load: Callable[[str], Any]) -> Any:
     """Inverse of :func:`replace_futures`: ``load(key)`` gives an upstream value."""
-    if isinstance(obj, DependencyRef):
-        return load(obj.key)
-    if type(obj) is list:
-        return [resolve_refs(x, load) for x in obj]
-    if type(obj) is tuple:
-        return tuple(resolve_refs(x, load) for x in obj)
-    if type(obj) is dict:
-        return {k: resolve_refs(v, load) for k, v in obj.items()}
-    return obj
+    return _map_leaves(obj, lambda x: load(x.key) if isinstance(x, DependencyRef) else x)

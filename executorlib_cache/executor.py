@@ -28,13 +28,13 @@ import cloudpickle
 import zmq
 
 from . import __version__
-from .backends.base import Backend, Task
+from .backends.base import Backend, Task, claim_record
 from .backends.local import LocalBackend
 from .deps import replace_futures
 from .future import CacheFuture
 from .graph import GraphRecorder
 from .hashing import task_key
-from .liveness import Heartbeat, identity
+from .liveness import Heartbeat
 from .poller import Poller
 from .progress import ProgressTracker
 from .resources import merge_resources, validate_cache_key
@@ -107,7 +107,6 @@ class BaseExecutor(Executor):
         self._poller = Poller(self._store, self._backend, self._ctx)
         self._heartbeat = Heartbeat(self._store.root)
         self._heartbeat.start()
-        self._owner = identity()
         self._shutdown_lock = threading.Lock()
         self._closed = False
         self._progress = ProgressTracker(type(self).__name__) if progress else None
@@ -203,11 +202,7 @@ class BaseExecutor(Executor):
             store.make_entry_dir(key)
             if not self._backend.worker_writes_task:  # also over a damaged/tampered one
                 store.write_task(key, payload, meta)
-            store.write_json(key, JOB_JSON, {
-                "backend": self._backend.name, "job_id": None, "owner": self._owner,
-                "submitted": time.time(),
-                # task.json may come later (a local worker writes it): the graph needs these
-                "function": meta["function"], "upstream_keys": meta["dependencies"]})
+            store.write_json(key, JOB_JSON, claim_record(self._backend.name, meta))
         return "owned"
 
     def _claim_is_live(self, key: str, job: dict[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ that every live driver touches in ``<cache>/.drivers/``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -35,7 +36,15 @@ def _proc_start(pid: int) -> str | None:
 
 
 def identity(pid: int | None = None) -> dict[str, Any]:
-    pid = os.getpid() if pid is None else pid
+    """``{"host", "pid", "start"}`` of ``pid`` (default: this process)."""
+    if pid is None:
+        return dict(_own_identity(os.getpid()))
+    return {"host": HOST, "pid": pid, "start": _proc_start(pid)}
+
+
+@functools.lru_cache(maxsize=1)
+def _own_identity(pid: int) -> dict[str, Any]:
+    """Cached: a claim per submit would otherwise read /proc each time."""
     return {"host": HOST, "pid": pid, "start": _proc_start(pid)}
 
 

@@ -36,10 +36,10 @@ from .backends.base import (
     Started,
     SubmitFailed,
     Task,
+    claim_record,
 )
 from .errors import SubmissionError, TaskDiedError, UpstreamFailedError
 from .future import CacheFuture
-from .liveness import identity
 from .serialization import dumps_exception, load_exception, loads
 from .store import ERROR, JOB_JSON, RESULT, TASK, CorruptEntryError, Store
 
@@ -237,11 +237,10 @@ class Poller:
             elif all(self._dep_satisfied(k, f) for k, f in task.deps.items()):
                 del self._blocked[task.key]
                 self._ready.append(task)
-            else:
-                self._dependents.setdefault(key, [])
-                for k, f in task.deps.items():
-                    if not self._dep_satisfied(k, f) and task not in self._dependents.get(k, []):
-                        self._dependents.setdefault(k, []).append(task)
+            elif not self._dep_satisfied(key, task.deps[key]):
+                # e.g. its job id is not known yet: keep waiting on it (the task is still
+                # listed under every other upstream it waits for)
+                self._dependents.setdefault(key, []).append(task)
 
     @staticmethod
     def _failed_upstream(task: Task) -> UpstreamFailedError | None:
@@ -345,10 +344,8 @@ class Poller:
                 self.store.reset_for_retry(task.key)
                 if TASK not in names and not self.backend.worker_writes_task:
                     self.store.write_task(task.key, task.payload, task.meta)
-                self.store.write_json(task.key, JOB_JSON, {
-                    "backend": self.backend.name, "job_id": None, "owner": identity(),
-                    "submitted": time.time(), "function": task.meta.get("function"),
-                    "upstream_keys": list(task.deps)})
+                self.store.write_json(task.key, JOB_JSON,
+                                      claim_record(self.backend.name, task.meta))
         task.attached = False
         del self._attached[task.key]
         self._enqueue(task)

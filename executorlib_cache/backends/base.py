@@ -7,14 +7,24 @@ cache.  Implementations: ``local`` (persistent worker processes over zmq),
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from ..future import CacheFuture
-from ..liveness import orphan_workers, owner_alive, pid_alive
+from ..liveness import identity, orphan_workers, owner_alive, pid_alive
 from ..store import HOST, STARTED_JSON, Store
+
+
+def claim_record(backend: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The job.json a driver writes when it claims an entry, before any job exists."""
+    return {
+        "backend": backend, "job_id": None, "owner": identity(), "submitted": time.time(),
+        # task.json may come later (a local worker writes it): the graph needs these
+        "function": meta.get("function"), "upstream_keys": list(meta.get("dependencies", [])),
+    }
 
 
 @dataclass
