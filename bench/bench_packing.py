@@ -103,9 +103,10 @@ def worker_loop(n: int, work: Path) -> dict:
     """One pool worker, in this process, on N tickets queued beforehand: the cost of
     a trivial call inside a worker (take, record, run, write, release), no SLURM."""
     sys.path.insert(0, str(REPO))
-    from executorlib_cache.backends.pool import claim_token, queue_dir, ticket_name
+    from executorlib_cache.claims import claim_token
+    from executorlib_cache.compute.pool_worker import PoolWorker
     from executorlib_cache.liveness import identity
-    from executorlib_cache.pool_worker import PoolWorker
+    from executorlib_cache.pool_queue import queue_dir, ticket_name
     from executorlib_cache.serialization import dumps_call
     from executorlib_cache.store import JOB_JSON, Store
 

@@ -16,8 +16,7 @@ import signal
 import sys
 import time
 import warnings
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -29,9 +28,11 @@ from rich.table import Table
 from rich.text import Text
 
 from executorlib_cache import catalog
-from executorlib_cache.catalog import ACTIVE, CatalogError, Entry
+from executorlib_cache.catalog import ACTIVE, Entry
+from executorlib_cache.errors import CatalogError
 from executorlib_cache.store import STATUSES, Store
 
+from . import render
 from .graph import graph as graph_command
 
 app = typer.Typer(
@@ -43,20 +44,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-STATUS_STYLE = {
-    "pending": "yellow",
-    "queued": "blue",
-    "running": "cyan",
-    "done": "green",
-    "failed": "red",
-    "lost": "bold magenta",
-    "corrupt": "bold red",
-    "tampered": "bold white on red",
-}
+
+
 DEFAULT_CACHE_DIR = ".xcache"
 
 
 class SortField(str, Enum):
+    """The ``--sort`` choices (``catalog.SORT_FIELDS``)."""
     submitted = "submitted"
     finished = "finished"
     runtime = "runtime"
@@ -149,117 +143,6 @@ def _version(value: bool) -> None:
     raise typer.Exit(0)
 
 
-# ---------------------------------------------------------------- formatting
-def fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def fmt_duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s < 0.1:
-        return f"{s * 1000:.1f}ms"
-    if s < 60:
-        return f"{s:.2f}s" if s < 10 else f"{s:.1f}s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
-
-
-def fmt_size(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{int(n)}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}P"  # pragma: no cover
-
-
-def _entries(n: int) -> str:
-    return f"{n} entry" if n == 1 else f"{n} entries"
-
-
-def _status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def _summary(entries: Sequence[Entry]) -> str:
-    counts = Counter(e.status for e in entries)
-    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
-    size = fmt_size(sum(e.size or 0 for e in entries))
-    return (_entries(len(entries)) + (f" ({', '.join(parts)})" if parts else "")
-            + f", {size} pickled")
-
-
-#: larger listings are printed as plain aligned text: rich lays out ~2,000 rows a second
-RICH_ROWS = 1000
-LS_COLUMNS = ("key", "function", "status", "submitted", "finished", "runtime", "job id", "size")
-
-
-def _ls_cells(e: Entry, now: float) -> tuple[str, ...]:
-    if e.runtime is not None:
-        runtime = fmt_duration(e.runtime)
-    elif e.status == "running" and e.started is not None:  # elapsed so far
-        runtime = "+" + fmt_duration(max(0.0, now - e.started))
-    else:
-        runtime = "-"
-    return (e.key, e.function or "?", e.status, fmt_time(e.submitted), fmt_time(e.finished),
-            runtime, e.job_id or "-", fmt_size(e.size))
-
-
-def _print_plain(entries: Sequence[Entry], total: Sequence[Entry], now: float) -> None:
-    """The ls table without rich: fixed-width columns, one line per entry."""
-    rows = [_ls_cells(e, now) for e in entries]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(LS_COLUMNS)]
-    right = {5, 7}  # runtime, size
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    out = sys.stdout
-    out.write(line(LS_COLUMNS) + "\n")
-    out.write("\n".join(line(r) for r in rows))
-    shown = f"showing {len(entries)} of " if len(entries) < len(total) else ""
-    out.write(("\n" if rows else "") + shown + _summary(total) + "\n")
-
-
-def _ls_table(entries: Sequence[Entry], total: Sequence[Entry], now: float) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False, caption_justify="left")
-    table.add_column("key", overflow="fold", no_wrap=False)
-    table.add_column("function", overflow="ellipsis", max_width=30)
-    table.add_column("status")
-    table.add_column("submitted", no_wrap=True)
-    table.add_column("finished", no_wrap=True)
-    table.add_column("runtime", justify="right", no_wrap=True)
-    table.add_column("job id", overflow="ellipsis", max_width=14)
-    table.add_column("size", justify="right", no_wrap=True)
-    for e in entries:
-        cells = _ls_cells(e, now)
-        table.add_row(
-            Text(cells[0]),
-            Text(cells[1]),
-            _status_text(e.status),
-            cells[3],
-            cells[4],
-            Text(cells[5], style="dim" if cells[5].startswith("+") else ""),
-            Text(cells[6]),
-            cells[7],
-        )
-    shown = f"showing {len(entries)} of " if len(entries) < len(total) else ""
-    table.caption = shown + _summary(total)
-    return table
-
-
 # ---------------------------------------------------------------- commands
 @app.callback()
 def _main(
@@ -350,10 +233,10 @@ def ls(
                 sys.stdout.write(json.dumps([e.row() for e in shown], default=str))
                 sys.stdout.write("\n")
                 return
-        if len(shown) > RICH_ROWS:
-            _print_plain(shown, chosen, time.time())
+        if len(shown) > render.RICH_ROWS:
+            render.print_plain(shown, chosen, time.time())
         else:
-            _stdout().print(_ls_table(shown, chosen, time.time()))
+            _stdout().print(render.ls_table(shown, chosen, time.time()))
 
 
 def _watch(select: Any, interval: float) -> None:
@@ -366,15 +249,15 @@ def _watch(select: Any, interval: float) -> None:
                 chosen, shown = select()
                 active = sum(1 for e in chosen if e.status in ACTIVE)
                 note = Text(
-                    f"{fmt_time(time.time())}  {active} pending/queued/running"
+                    f"{render.fmt_time(time.time())}  {active} pending/queued/running"
                     + (f", refreshing every {interval:g}s (Ctrl-C stops)" if active else
                        ": all finished"),
                     style="dim",
                 )
-                if len(shown) > RICH_ROWS:  # keep the live view fast: newest rows only
-                    note.append(f"  (showing the last {RICH_ROWS} of {len(shown)} rows)")
-                    shown = shown[-RICH_ROWS:]
-                live.update(Group(_ls_table(shown, chosen, time.time()), note), refresh=True)
+                if len(shown) > render.RICH_ROWS:  # keep the live view fast: newest rows only
+                    note.append(f"  (showing the last {render.RICH_ROWS} of {len(shown)} rows)")
+                    shown = shown[-render.RICH_ROWS:]
+                live.update(Group(render.ls_table(shown, chosen, time.time()), note), refresh=True)
                 if not active:
                     return
                 time.sleep(interval)
@@ -409,110 +292,11 @@ def show(
         if as_json:
             for name in ("result", "error"):
                 if info.get(name) is not None:
-                    info[name] = _short_repr(info[name], 10_000)
+                    info[name] = render.short_repr(info[name], 10_000)
             sys.stdout.write(json.dumps(info, default=str, indent=2) + "\n")
             return
-        _print_info(_stdout(), store, info, load)
+        render.print_info(_stdout(), store, info, load)
 
-
-def _short_repr(value: Any, limit: int = 2000) -> str:
-    try:
-        text = repr(value)
-    except Exception as e:
-        text = f"<repr failed: {type(e).__name__}: {e}>"
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
-def _print_info(console: Console, store: Store, info: dict[str, Any], load: bool) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-
-    def row(label: str, value: Any) -> None:
-        if value is None or value == "" or value == {} or value == []:
-            return
-        grid.add_row(label, value if isinstance(value, Text) else Text(str(value)))
-
-    status = _status_text(info["status"])
-    if info.get("reason"):
-        status.append(f" ({info['reason']})", style="dim")
-    row("key", info["key"])
-    row("status", status)
-    row("problem", info.get("problem"))
-    fn = info.get("function") or "?"
-    where = info.get("module")
-    qual = info.get("qualname")
-    row("function", f"{fn}" + (f"  ({where}.{qual or fn})" if where else ""))
-    row("args", info.get("args"))
-    if info.get("kwargs") not in (None, "{}"):
-        row("kwargs", info.get("kwargs"))
-    if info.get("resource_dict"):
-        row("resources", json.dumps(info["resource_dict"], default=str, sort_keys=True))
-    deps = info.get("dependencies") or []
-    if deps:
-        lines = Text()
-        for i, d in enumerate(deps):
-            st = store.file_status(d) if catalog._valid_name(d) else None
-            lines.append(("\n" if i else "") + d + "  ")
-            lines.append_text(_status_text(st or "missing"))
-        row("dependencies", lines)
-    submitted = fmt_time(info.get("submitted"))
-    if info.get("submit_host") or info.get("user"):
-        submitted += f"  by {info.get('user') or '?'}@{info.get('submit_host') or '?'}"
-    row("submitted", submitted)
-    row("started", fmt_time(info["started"]) if info.get("started") else None)
-    row("finished", fmt_time(info["finished"]) if info.get("finished") else None)
-    row("runtime", fmt_duration(info["runtime"]) if info.get("runtime") is not None else None)
-    row("host", info.get("host"))
-    job = info.get("job") or {}
-    if job or info.get("backend"):
-        backend = info.get("backend") or job.get("backend") or "?"
-        jid = info.get("job_id")
-        row("job", f"{backend}" + (f" job {jid}" if jid else "")
-            + (f"  ({job['job_name']})" if job.get("job_name") else ""))
-    versions = [f"{k} {info[k]}" for k in ("python", "version", "cloudpickle") if info.get(k)]
-    row("versions", ", ".join(versions).replace("version ", "executorlib_cache ", 1))
-    row("entry", f"{info['path']}  ({fmt_size(info.get('disk_size'))} on disk)")
-    if info["status"] == "done":
-        size = info.get("result_size")
-        row("result", f"{fmt_size(size)} pickled" + ("" if load else
-                                                     "; type unknown without --load"))
-    if info["status"] == "failed" and info.get("error_type"):
-        row("error", f"{info['error_type']}: {info.get('error_message') or ''}")
-    if load:
-        if info.get("load_error"):
-            row("load", Text(f"cannot load: {info['load_error']}", style="red"))
-        elif info["status"] == "done":
-            row("value type", type(info.get("result")).__qualname__)
-            row("value", _short_repr(info.get("result")))
-        elif info["status"] == "failed":
-            row("exception", _short_repr(info.get("error")))
-    console.print(grid)
-    if info.get("traceback"):
-        console.print(Text("\nremote traceback:", style="bold"))
-        console.print(Text(str(info["traceback"]).rstrip()), soft_wrap=True)
-    for stream, log in (info.get("logs") or {}).items():
-        header = Text(f"\n{stream}: {log['path']}", style="bold")
-        if log["tail"] is None:
-            header.append("  (cannot be read)", style="dim")
-            console.print(header)
-            continue
-        header.append(f"  (last {len(log['tail'])} lines)", style="dim")
-        console.print(header)
-        if log["tail"]:
-            console.print(Text("\n".join(log["tail"])), soft_wrap=True)
-
-
-def _entries_table(entries: Sequence[Entry], limit: int = 30) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("key", "function", "status", "submitted", "on disk"):
-        table.add_column(name, overflow="fold" if name == "key" else "ellipsis")
-    for e in entries[:limit]:
-        table.add_row(Text(e.key), Text(e.function or "?"), _status_text(e.status),
-                      fmt_time(e.submitted), fmt_size(e.disk_size))
-    if len(entries) > limit:
-        table.caption = f"... and {len(entries) - limit} more"
-    return table
 
 
 @app.command("rm")
@@ -557,10 +341,10 @@ def rm(
         if not plan.remove:
             console.print("nothing to remove")
             raise typer.Exit(1 if plan.refused else 0)
-        size = fmt_size(sum(e.disk_size or 0 for e in plan.remove))
-        console.print(_entries_table(plan.remove))
+        size = render.fmt_size(sum(e.disk_size or 0 for e in plan.remove))
+        console.print(render.entries_table(plan.remove))
         active = [e for e in plan.remove if e.status in ("queued", "running")]
-        what = f"{_entries(len(plan.remove))} ({size})"
+        what = f"{render.count_entries(len(plan.remove))} ({size})"
         if active:
             what += f", cancelling {len(active)} queued/running job(s) first"
         if dry_run:
@@ -571,7 +355,7 @@ def rm(
         removed, notes = catalog.execute_removal(plan, force=force)
         for n in notes:
             _err("warning", n)
-        console.print(f"removed {len(removed)} of {_entries(len(plan.remove))}")
+        console.print(f"removed {len(removed)} of {render.count_entries(len(plan.remove))}")
         if plan.refused or len(removed) < len(plan.remove):
             raise typer.Exit(1)
 
@@ -597,23 +381,23 @@ def stats(
         head.add_column()
         head.add_row("directory", Text(s["directory"]))
         head.add_row("entries", str(s["entries"]))
-        head.add_row("on disk", fmt_size(s["size"]))
-        head.add_row("pickled", fmt_size(s["payload_size"]))
+        head.add_row("on disk", render.fmt_size(s["size"]))
+        head.add_row("pickled", render.fmt_size(s["payload_size"]))
         if s["oldest"] is not None:
-            head.add_row("oldest", Text(f"{fmt_time(s['oldest'])}  {s['oldest_key']}"))
-            head.add_row("newest", Text(f"{fmt_time(s['newest'])}  {s['newest_key']}"))
+            head.add_row("oldest", Text(f"{render.fmt_time(s['oldest'])}  {s['oldest_key']}"))
+            head.add_row("newest", Text(f"{render.fmt_time(s['newest'])}  {s['newest_key']}"))
         by_status = Table(box=None, header_style="bold", pad_edge=False)
         by_status.add_column("status")
         by_status.add_column("entries", justify="right")
         for st, n in s["by_status"].items():
-            by_status.add_row(_status_text(st), str(n))
+            by_status.add_row(render.status_text(st), str(n))
         by_fn = Table(box=None, header_style="bold", pad_edge=False)
         by_fn.add_column("function", overflow="fold")
         by_fn.add_column("entries", justify="right")
         by_fn.add_column("size", justify="right")
         items = list(s["by_function"].items())
         for fn, v in items[:top]:
-            by_fn.add_row(Text(fn), str(v["entries"]), fmt_size(v["size"]))
+            by_fn.add_row(Text(fn), str(v["entries"]), render.fmt_size(v["size"]))
         if len(items) > top:
             by_fn.caption = f"... and {len(items) - top} more functions"
         console.print(head, Text(""), by_status, Text(""), by_fn)
@@ -647,8 +431,8 @@ def prune(
         plan, after = catalog.plan_prune(store, max_size, max_age)
         console = _stdout()
         freed = sum(e.disk_size or 0 for e in plan.remove)
-        what = f"{_entries(len(plan.remove))} ({fmt_size(freed)}); cache size after: " \
-               f"{fmt_size(after)}"
+        what = (f"{render.count_entries(len(plan.remove))} ({render.fmt_size(freed)}); "
+                f"cache size after: {render.fmt_size(after)}")
         if max_size is not None and after > catalog.parse_size(max_size):
             _err("warning", f"the cache stays above {max_size}: only finished entries are "
                  "pruned")
@@ -656,7 +440,7 @@ def prune(
             console.print("nothing to prune")
             return
         if dry_run:
-            console.print(_entries_table(catalog.sort_entries(plan.remove, "key")))
+            console.print(render.entries_table(catalog.sort_entries(plan.remove, "key")))
             console.print(f"dry run: would remove {what}")
             return
         removed, notes = catalog.execute_removal(plan, only_finished=True)

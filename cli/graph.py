@@ -14,8 +14,8 @@ from pathlib import Path
 import typer
 
 from executorlib_cache import catalog
-from executorlib_cache.catalog import CatalogError
-from executorlib_cache.graph import GraphvizMissingError, graph_from_cache
+from executorlib_cache.catalog import graph_from_cache
+from executorlib_cache.errors import CatalogError, GraphvizMissingError
 
 
 def _fail(message: str) -> None:

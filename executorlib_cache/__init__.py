@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # the function shadows its module as an attribute on purpose (``executorlib_cache.progress(
 # futures)``); the module stays importable as ``from executorlib_cache.progress import ...``
@@ -23,16 +23,12 @@ _LAZY = {
     "SlurmClusterExecutor": ".cluster_executor",
     "get_cache_data": ".catalog",
     "get_future_from_cache": ".executor",
-    "terminate_tasks_in_cache": ".cluster_executor",
+    "terminate_tasks_in_cache": ".catalog",
 }
 
 if TYPE_CHECKING:
-    from .catalog import get_cache_data
-    from .cluster_executor import (
-        FluxClusterExecutor,
-        SlurmClusterExecutor,
-        terminate_tasks_in_cache,
-    )
+    from .catalog import get_cache_data, terminate_tasks_in_cache
+    from .cluster_executor import FluxClusterExecutor, SlurmClusterExecutor
     from .executor import SingleNodeExecutor, get_future_from_cache
     from .future import CacheFuture
 

@@ -32,6 +32,7 @@ def ensure_cli_package() -> None:
 
 
 def run() -> None:
+    """``python -m executorlib_cache ...`` = ``xcache ...``."""
     ensure_cli_package()
     from executorlib_cache.cli.app import main
 

@@ -16,27 +16,15 @@ import os
 from typing import Any
 
 from .backends.base import Backend
-from .backends.cluster import (
-    SCHEDULERS,
-    ClusterBackend,
-    FluxBackend,
-    SlurmBackend,
-    cancel_jobs,
-)
-from .backends.pool import (
-    FluxPoolBackend,
-    PoolBackend,
-    SlurmPoolBackend,
-    pool_worker_ids,
-    stop_pools,
-)
+from .backends.cluster import ClusterBackend
+from .backends.pool import PoolBackend
 from .executor import BaseExecutor
-from .store import JOB_JSON, Store
+from .schedulers import dialect
 
 
 class _ClusterExecutor(BaseExecutor):
-    backend_class: type[ClusterBackend] = SlurmBackend
-    pool_class: type[PoolBackend] = SlurmPoolBackend
+    #: the scheduler dialect (``schedulers/<name>.py``)
+    scheduler = "slurm"
 
     def __init__(
         self,
@@ -66,12 +54,11 @@ class _ClusterExecutor(BaseExecutor):
                          **options)
 
     def _make_backend(self, max_workers: int | None) -> Backend:
+        sched = dialect(self.scheduler)
         if max_workers is None:
-            return self.backend_class(self._store, None,
-                                      pysqa_config_directory=self._pysqa_config_directory)
-        return self.pool_class(self._store, max_workers,
-                               pysqa_config_directory=self._pysqa_config_directory,
-                               resources=self._resources)
+            return ClusterBackend(self._store, sched, self._pysqa_config_directory)
+        return PoolBackend(self._store, sched, max_workers, self._pysqa_config_directory,
+                           resources=self._resources)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``wait=False`` does not wait for results, but it does wait until every
@@ -87,50 +74,13 @@ class SlurmClusterExecutor(_ClusterExecutor):
     """Every call is one SLURM job (sbatch through pysqa); results come back
     through the cache directory, which must be on a file system the nodes share."""
 
-    backend_class = SlurmBackend
+    scheduler = "slurm"
 
 
 class FluxClusterExecutor(_ClusterExecutor):
     """Every call is one flux job (``flux batch`` through pysqa's flux mode)."""
 
-    backend_class = FluxBackend
-    pool_class = FluxPoolBackend
+    scheduler = "flux"
 
 
-def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
-                             backend: str | None = None) -> list[str]:
-    """Cancel every job of this cache that is still queued or running.
-
-    Reads ``job.json`` of the entries without a result (in flight, or failed: a
-    future failed because the scheduler stopped answering leaves its job running)
-    and cancels their job ids with ONE scheduler call per backend (``backend``:
-    ``"slurm"``, ``"flux"``, or None for both); cancelling a job that already
-    ended is harmless.  The worker jobs of ``max_workers`` pools (``.queue/*/pool.json``)
-    are cancelled in the same call, and told to stop.  Returns the job ids it
-    asked to cancel.
-    """
-    if backend is not None and backend not in SCHEDULERS:
-        raise ValueError(f"backend must be one of {sorted(SCHEDULERS)} or None, "
-                         f"got {backend!r}")
-    store = Store(cache_directory, create=False)
-    by_backend: dict[str, list[str]] = {}
-    for key in store.keys():
-        if store.file_status(key) not in ("queued", "running", "failed"):
-            continue
-        job = store.read_json(key, JOB_JSON) or {}
-        name = job.get("backend")
-        if name not in SCHEDULERS or (backend is not None and name != backend):
-            continue
-        if job.get("job_id"):
-            by_backend.setdefault(str(name), []).append(str(job["job_id"]))
-    for name, ids in pool_worker_ids(store.root, backend).items():
-        by_backend.setdefault(name, []).extend(ids)
-    stop_pools(store.root, backend)
-    cancelled: list[str] = []
-    for name, ids in by_backend.items():
-        cancel_jobs(name, ids)
-        cancelled.extend(sorted(set(ids)))
-    return cancelled
-
-
-__all__ = ["FluxClusterExecutor", "SlurmClusterExecutor", "terminate_tasks_in_cache"]
+__all__ = ["FluxClusterExecutor", "SlurmClusterExecutor"]

@@ -27,10 +27,13 @@ from typing import Any
 import cloudpickle
 import zmq
 
-from . import __version__
-from .backends.base import Backend, Task, claim_record
+from . import claims
+from ._version import __version__
+from .backends.base import Backend, Task
 from .backends.local import LocalBackend
 from .deps import replace_futures
+from .errors import CorruptEntryError
+from .fileio import HOST
 from .future import CacheFuture
 from .graph import GraphRecorder
 from .hashing import task_key
@@ -38,8 +41,8 @@ from .liveness import Heartbeat
 from .poller import Poller
 from .progress import ProgressTracker
 from .resources import merge_resources, validate_cache_key
-from .serialization import dumps_call, load_exception, loads
-from .store import HOST, JOB_JSON, CorruptEntryError, Store
+from .serialization import dumps_call
+from .store import Store
 
 _live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
 _exiting = False
@@ -62,6 +65,7 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
 
 
 def default_cache_directory() -> str:
+    """``$XCACHE_DIR``, else ``.xcache`` (relative to the working directory)."""
     return os.environ.get("XCACHE_DIR") or ".xcache"
 
 
@@ -120,6 +124,7 @@ class BaseExecutor(Executor):
 
     @property
     def cache_directory(self) -> str:
+        """Absolute path of the cache directory (a str)."""
         return str(self._store.root)
 
     # ------------------------------------------------------------------ submit
@@ -127,6 +132,21 @@ class BaseExecutor(Executor):
         self, fn: Callable[..., Any], /, *args: Any,
         resource_dict: dict[str, Any] | None = None, **kwargs: Any,
     ) -> CacheFuture:
+        """Schedule ``fn(*args, **kwargs)``; a :class:`CacheFuture` for its result.
+
+        Futures of this package anywhere in ``args``/``kwargs`` (also inside lists,
+        tuples and dicts) are dependencies: the call runs once they are done, with their
+        values.  A call whose result is in the cache returns a future that is already
+        done (no job, no lock).  ``resource_dict`` overrides the executor's per call
+        (see ``resources.RESOURCE_KEYS``; ``cache_key`` names the entry instead of the
+        content hash).
+
+        Raises ``RuntimeError`` after ``shutdown()``, ``TypeError`` when ``fn`` is not
+        callable, ``ValueError``/``TypeError`` for a bad ``resource_dict`` (naming the key
+        and what is valid), :class:`SerializationError` for an argument that cannot be
+        pickled, ``ImportError`` for MPI without mpi4py, and
+        :class:`ClaimTimeoutError` when another live process holds the entry's lock.
+        """
         if self._closed:
             raise RuntimeError("cannot submit after shutdown()")
         if not callable(fn):
@@ -143,7 +163,7 @@ class BaseExecutor(Executor):
             return future
         payload = dumps_call(fn, args, kwargs)
         meta = self._task_meta(key, fn, args, kwargs, resources, list(deps), len(payload))
-        mode = self._claim(key, payload, meta)
+        mode = claims.claim(self._store, key, self._backend, payload, meta)
         if mode == "hit" and self._resolve_from_cache(future):
             return future
         future._on_cancel = self._poller.cancel
@@ -166,50 +186,13 @@ class BaseExecutor(Executor):
         if outcome is None or outcome.status != "done":
             return False
         self._store.touch_result(key)  # "recently used", for `xcache prune`
-        future.set_running_or_notify_cancel()
-        try:
-            value = loads(outcome.payload)
-        except Exception as e:  # e.g. the result's class is not importable here
-            future.set_exception(e)
-            return True
-        future.cached = True  # type: ignore[attr-defined]  # before set_result: its callbacks
-        future.set_result(value)  # (progress bar, graph) count the call as cached
-        return True
+        return future.set_outcome(outcome.status, outcome.payload, outcome.meta, cached=True)
 
     def _observe(self, future: CacheFuture, fn: Any, deps: dict[str, Any]) -> None:
         if self._progress is not None:
             self._progress.add(future)
         if self._graph is not None:
             self._graph.add(future, fn, deps)
-
-    def _claim(self, key: str, payload: bytes, meta: dict[str, Any]) -> str:
-        """check-write-record under the entry lock: 'hit', 'owned', 'adopted' or 'attached'."""
-        store = self._store
-        with store.claim(key):
-            store.guard_entry_dir(key)  # never write or delete through a symlink
-            status = store.file_status(key)
-            if status == "done":
-                return "hit"
-            if status in ("queued", "running"):
-                job = store.read_json(key, JOB_JSON)
-                if self._claim_is_live(key, job):
-                    return "attached"
-                if self._backend.adopt(key, job):
-                    return "adopted"  # its owner died; its scheduler job may still run
-                store.reset_for_retry(key)  # its owner died without a result
-            elif status == "failed":
-                store.reset_for_retry(key)  # a failure is recorded, not a cache hit
-            store.make_entry_dir(key)
-            if not self._backend.worker_writes_task:  # also over a damaged/tampered one
-                store.write_task(key, payload, meta)
-            store.write_json(key, JOB_JSON, claim_record(self._backend.name, meta))
-        return "owned"
-
-    def _claim_is_live(self, key: str, job: dict[str, Any] | None) -> bool:
-        from .backends import backend_class
-
-        cls = backend_class((job or {}).get("backend", self._backend.name))
-        return cls.claim_is_live(self._store, key, job)
 
     def _task_meta(self, key: str, fn: Any, args: tuple, kwargs: dict,
                    resources: dict[str, Any], deps: list[str], size: int) -> dict[str, Any]:
@@ -234,6 +217,14 @@ class BaseExecutor(Executor):
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls and release the resources when the calls are done.
+
+        ``wait=True`` blocks until every submitted call is resolved; ``wait=False``
+        returns at once (local workers finish what they hold; cluster jobs stay queued).
+        ``cancel_futures=True`` cancels every call that has not started.  Safe to call
+        again (the interpreter's exit hook does).  Raises :class:`BrokenExecutor` when
+        the management thread crashed.
+        """
         with self._shutdown_lock:
             first = not self._closed
             self._closed = True
@@ -307,11 +298,7 @@ def get_future_from_cache(cache_directory: str | os.PathLike[str], key: str) -> 
     future = CacheFuture(key)
     outcome = store.read_outcome(key) if store.names(key) is not None else None
     if outcome is not None:
-        future.set_running_or_notify_cancel()
-        if outcome.status == "done":
-            future.set_result(loads(outcome.payload))
-        else:
-            future.set_exception(load_exception(outcome.payload, outcome.meta))
+        future.set_outcome(outcome.status, outcome.payload, outcome.meta)
         return future
     if store.names(key) is None:
         raise KeyError(f"no entry {key!r} in {store.root}")

@@ -2,11 +2,14 @@
 
 Two sources, one picture:
 
-* :func:`graph_from_cache` reads a cache directory through
-  :func:`executorlib_cache.catalog.get_cache_data` (``task.json`` carries a
-  ``dependencies`` list of upstream keys), for ``xcache graph``;
+* ``catalog.graph_from_cache`` reads a cache directory (``task.json`` carries a
+  ``dependencies`` list of upstream keys) and builds a :class:`TaskGraph` with
+  :func:`graph_from_rows`, for ``xcache graph``;
 * :class:`GraphRecorder` is fed by an executor created with
   ``plot_dependency_graph=True`` and draws what *this* script submitted.
+
+This module sits below the catalog (it reads no cache): the executor's observers
+(this recorder, the progress bar) need nothing of the CLI's library.
 
 DOT text is generated here, by hand, so printing a graph needs nothing beyond
 the core install.  Only *rendering* (SVG/PNG/PDF) needs Graphviz -- the
@@ -27,6 +30,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import GraphvizMissingError
+from .future import future_status
 
 #: fill colour per status (the ``xcache ls`` colours, as light fills that keep text legible)
 STATUS_COLOURS: dict[str, str] = {
@@ -53,12 +59,9 @@ INSTALL_HINT = (
 _KEY_HASH = re.compile(r".+-v\d+-([0-9a-f]{8})[0-9a-f]*")
 
 
-class GraphvizMissingError(RuntimeError):
-    """Rendering needs Graphviz (python package + ``dot`` binary) and it is missing."""
-
-
 @dataclass
 class Node:
+    """One call in a :class:`TaskGraph`: its key, function name and status."""
     key: str
     function: str | None
     status: str
@@ -127,38 +130,6 @@ def graph_from_rows(rows: Iterable[Mapping[str, Any]]) -> TaskGraph:
     return graph
 
 
-def graph_from_cache(
-    cache_directory: str | os.PathLike[str],
-    *,
-    status: Iterable[str] | None = None,
-    function: str | None = None,
-    check_scheduler: bool = True,
-) -> TaskGraph:
-    """The task graph of a cache directory (optionally only some statuses/functions).
-
-    Filtering keeps an edge only when both ends are shown, so a filtered graph
-    never invents ``missing`` nodes for entries that merely were filtered out.
-    """
-    from .catalog import filter_entries, open_store, scan
-    from .store import JOB_JSON
-
-    store = open_store(cache_directory)
-    entries = scan(store, check_scheduler=check_scheduler)
-    for e in entries:
-        if e.dependencies is None:  # no task.json yet (a local entry not yet run, or one
-            # failed upstream before reaching a worker): the claim lists them too
-            deps = (store.read_json(e.key, JOB_JSON) or {}).get("upstream_keys")
-            if isinstance(deps, list):
-                e.dependencies = [str(d) for d in deps]
-    shown = filter_entries(entries, status=set(status) if status else None, function=function)
-    keep = {e.key for e in shown}
-    rows = [e.row() for e in shown]
-    if status or function:
-        for row in rows:
-            row["dependencies"] = [d for d in row.get("dependencies") or () if d in keep]
-    return graph_from_rows(rows)
-
-
 def render_dot(dot: str, filename: str | os.PathLike[str]) -> Path:
     """Write DOT text (``.dot``/``.gv``) or render it with Graphviz (any other suffix)."""
     path = Path(filename)
@@ -187,17 +158,6 @@ def render_dot(dot: str, filename: str | os.PathLike[str]) -> Path:
 
 
 # ---------------------------------------------------------------- executor side
-def future_status(future: Future) -> str:
-    """The status of a future, in the vocabulary of the graph and the progress bar."""
-    if future.cancelled():
-        return "cancelled"
-    if future.done():
-        if future.exception() is not None:
-            return "failed"
-        return "cached" if getattr(future, "cached", False) else "done"
-    return "running" if future.running() else "pending"
-
-
 class GraphRecorder:
     """What an executor submitted, for ``plot_dependency_graph=True``.
 
@@ -213,6 +173,9 @@ class GraphRecorder:
         self._calls: dict[str, list[Any]] = {}
 
     def add(self, future: Future, fn: Any, dependencies: Iterable[str]) -> None:
+        """Record a submitted call and its upstream keys (a second submit of the
+        same key adds nothing).
+        """
         key = str(getattr(future, "key", id(future)))
         name = getattr(fn, "__name__", type(fn).__name__)
         with self._lock:
@@ -228,6 +191,7 @@ class GraphRecorder:
             entry[2], entry[3] = status, None
 
     def graph(self) -> TaskGraph:
+        """The graph of everything recorded so far, with current statuses."""
         with self._lock:
             calls = {k: list(v) for k, v in self._calls.items()}
         graph = TaskGraph()
@@ -277,8 +241,6 @@ __all__ = [
     "Node",
     "STATUS_COLOURS",
     "TaskGraph",
-    "future_status",
-    "graph_from_cache",
     "graph_from_rows",
     "render_dot",
 ]

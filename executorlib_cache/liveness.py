@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .store import HOST
+from .fileio import HOST
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_STALE = 30.0
@@ -49,6 +49,9 @@ def _own_identity(pid: int) -> dict[str, Any]:
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Is process ``pid`` alive (not a zombie) on this host, and the same process
+    (``start`` from :func:`identity` guards against pid reuse)?
+    """
     now = _proc_start(pid)
     if now is None:
         if not os.path.exists("/proc/self/stat"):  # no /proc: best effort
@@ -64,6 +67,7 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
 
 
 def heartbeat_path(cache_root: Path, owner: dict[str, Any]) -> Path:
+    """``<cache>/.drivers/<host>-<pid>``: the heartbeat file of a driver."""
     return cache_root / ".drivers" / f"{owner.get('host')}-{owner.get('pid')}"
 
 
@@ -89,6 +93,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Touch now, then every ``HEARTBEAT_INTERVAL`` (5 s) in a daemon thread."""
         self._touch()
         self._thread = threading.Thread(target=self._run, name="xcache-heartbeat", daemon=True)
         self._thread.start()
@@ -105,6 +110,7 @@ class Heartbeat:
             self._touch()
 
     def stop(self) -> None:
+        """Stop touching and remove the file (best effort)."""
         self._stop.set()
         try:
             self.path.unlink()
@@ -121,7 +127,8 @@ def orphan_workers(owner: dict[str, Any] | None, cache_root: Path) -> list[int]:
     """
     if not owner or owner.get("host") != HOST or "pid" not in owner:
         return []
-    want = [b"executorlib_cache.worker", str(cache_root).encode(), str(owner["pid"]).encode()]
+    want = [b"executorlib_cache.compute.worker", str(cache_root).encode(),
+            str(owner["pid"]).encode()]
     found = []
     try:
         procs = os.listdir("/proc")
@@ -135,7 +142,8 @@ def orphan_workers(owner: dict[str, Any] | None, cache_root: Path) -> list[int]:
                 argv = f.read().rstrip(b"\0").split(b"\0")
         except OSError:
             continue
-        # worker argv: python -m executorlib_cache.worker ADDR CACHE DIRMODE FILEMODE DRIVER_PID
+        # worker argv: python -m executorlib_cache.compute.worker ADDR CACHE DIRMODE
+        # FILEMODE DRIVER_PID
         if want[0] in argv and want[1] in argv and argv[-1] == want[2] and pid_alive(int(name)):
             found.append(int(name))
     return found

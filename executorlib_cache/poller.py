@@ -27,6 +27,7 @@ from typing import Any
 
 import zmq
 
+from . import claims
 from .backends.base import (
     Backend,
     Died,
@@ -36,19 +37,33 @@ from .backends.base import (
     Started,
     SubmitFailed,
     Task,
-    claim_record,
 )
-from .errors import SubmissionError, TaskDiedError, UpstreamFailedError
+from .errors import (
+    BrokenExecutor,
+    CorruptEntryError,
+    SubmissionError,
+    TaskDiedError,
+    UpstreamFailedError,
+)
 from .future import CacheFuture
-from .serialization import dumps_exception, load_exception, loads
-from .store import ERROR, JOB_JSON, RESULT, TASK, CorruptEntryError, Store
+from .serialization import dumps_exception
+from .store import ERROR, RESULT, Store
 
 _ids = itertools.count()
 ATTACHED_CHECK_MIN, ATTACHED_CHECK_MAX = 0.02, 0.5
 OWNER_CHECK_INTERVAL = 2.0
 
 
+def _crashed(error: BaseException | None) -> BrokenExecutor:
+    exc = BrokenExecutor(f"executorlib_cache poller crashed: {error!r}")
+    exc.__cause__ = error
+    return exc
+
+
 class Poller:
+    """The one owner of pending work: every unresolved task of an executor lives in
+    its tables, and only its thread resolves futures (see the module docstring)."""
+
     def __init__(self, store: Store, backend: Backend, ctx: zmq.Context) -> None:
         self.store = store
         self.backend = backend
@@ -81,6 +96,7 @@ class Poller:
 
     # ------------------------------------------------------------ caller side
     def put(self, task: Task) -> None:
+        """Hand a claimed task to the loop (any thread); starts the thread on first use."""
         self._post(("task", task))
         if self.error is not None:  # the loop is gone: nobody else would resolve it
             self._fail_inbox()
@@ -93,15 +109,19 @@ class Poller:
             except IndexError:
                 return
             if kind == "task":
-                exc = RuntimeError(f"executorlib_cache poller crashed: {self.error!r}")
+                exc = _crashed(self.error)
                 for f in item.futures:
                     if f.set_running_or_notify_cancel():
                         f.set_exception(exc)
 
     def cancel(self, future: CacheFuture) -> None:
+        """A future of this executor was cancelled: withdraw its task (any thread)."""
         self._post(("cancel", future))
 
     def stop(self, detach: bool = False) -> None:
+        """Finish when every task is resolved (``detach``: when every task is handed
+        to a backend that keeps running without a driver).
+        """
         self._post(("stop", detach))
 
     def unresolved_futures(self) -> list[CacheFuture]:
@@ -109,6 +129,7 @@ class Poller:
         return [f for task in list(self._tasks.values()) for f in list(task.futures)]
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the loop's thread to end (``timeout`` in seconds, None: forever)."""
         if self._started:
             self._thread.join(timeout)
 
@@ -145,8 +166,7 @@ class Poller:
         except BaseException as exc:  # a bug here must not leave futures hanging
             self.error = exc
             for task in list(self._tasks.values()):
-                self._fail(task, RuntimeError(f"executorlib_cache poller crashed: {exc!r}"),
-                           record=False)
+                self._fail(task, _crashed(exc), record=False)
             self._fail_inbox()  # and those submitted meanwhile (they used to hang)
             raise
         finally:
@@ -246,11 +266,9 @@ class Poller:
     def _failed_upstream(task: Task) -> UpstreamFailedError | None:
         for up_key, up in task.deps.items():
             if up.done() and (up.cancelled() or up.exception() is not None):
-                why = "was cancelled" if up.cancelled() else f"failed: {up.exception()!r}"
-                exc = UpstreamFailedError(f"upstream task {up_key} {why}", up_key)
-                if not up.cancelled():
-                    exc.__cause__ = up.exception()
-                return exc
+                if up.cancelled():
+                    return UpstreamFailedError.because(up_key, None, cancelled=True)
+                return UpstreamFailedError.because(up_key, up.exception())
         return None
 
     def _cancel(self, future: CacheFuture) -> None:
@@ -263,11 +281,8 @@ class Poller:
             return
         if dispatched:
             self.backend.cancel(task)
-        else:
-            try:  # give the claim back: the entry stays "pending" for a later run
-                (self.store.path(task.key, JOB_JSON)).unlink()
-            except FileNotFoundError:
-                pass
+        else:  # give the claim back: the entry stays "pending" for a later run
+            claims.release(self.store, task.key)
 
     # ------------------------------------------------------------ 2./3. events
     def _handle(self, events: list[Event]) -> None:
@@ -291,13 +306,13 @@ class Poller:
     def _requeue(self, task: Task, message: str) -> None:
         """The worker holding ``task`` died before starting it: hand it out again
         (at most twice, so a task that kills workers before it starts cannot loop)."""
-        tries = task.info.get("requeued", 0) + 1
+        tries = task.requeued + 1
         if tries > 2:
             self._fail(task, TaskDiedError(f"{message} (the task was handed to {tries} "
                                            "workers; each died before it started)"),
                        reason="died")
             return
-        task.info["requeued"] = tries
+        task.requeued = tries
         task.dispatched = False
         self._inflight.pop(task.key, None)
         self._ready.appendleft(task)
@@ -322,8 +337,8 @@ class Poller:
                 self._finish(task, None)
                 progressed = True
             elif check_owner:
-                job = self.store.read_json(task.key, JOB_JSON)
-                if not type(self.backend).claim_is_live(self.store, task.key, job):
+                if not claims.is_live(self.store, task.key, claims.read_claim(self.store,
+                                                                               task.key)):
                     self._take_over(task)
                     progressed = True
         self._attached_interval = (ATTACHED_CHECK_MIN if progressed
@@ -332,23 +347,15 @@ class Poller:
 
     def _take_over(self, task: Task) -> None:
         """The owner of a claim died without a result: claim it and run it here."""
-        with self.store.claim(task.key):
-            names = self.store.names(task.key) or set()
-            if RESULT in names or ERROR in names:
-                self._finish(task, None)
-                return
-            job = self.store.read_json(task.key, JOB_JSON)
-            if type(self.backend).claim_is_live(self.store, task.key, job):
-                return
-            if not self.backend.adopt(task.key, job):  # else: track its queued job
-                self.store.reset_for_retry(task.key)
-                if TASK not in names and not self.backend.worker_writes_task:
-                    self.store.write_task(task.key, task.payload, task.meta)
-                self.store.write_json(task.key, JOB_JSON,
-                                      claim_record(self.backend.name, task.meta))
+        how = claims.take_over(self.store, task.key, self.backend, task.payload, task.meta)
+        if how == "finished":
+            self._finish(task, None)
+            return
+        if how == "live":
+            return
         task.attached = False
         del self._attached[task.key]
-        self._enqueue(task)
+        self._enqueue(task)  # owned: dispatch it; adopted: the backend tracks its job
 
     # ------------------------------------------------------------ 4./5. dispatch
     def _dispatch_ready(self) -> None:
@@ -407,7 +414,7 @@ class Poller:
         if up.job_id:
             return up.job_id
         if up.attached:
-            job = self.store.read_json(key, JOB_JSON)
+            job = claims.read_claim(self.store, key)
             return job.get("job_id") if job else None
         return None
 
@@ -422,25 +429,22 @@ class Poller:
 
     # ------------------------------------------------------------ resolution
     def _finish(self, task: Task, ev: Finished | None) -> None:
-        try:
-            if ev is None or ev.payload is None:
+        if ev is None or ev.payload is None:
+            try:
                 outcome = self.store.read_outcome(task.key)
-                if outcome is None:
-                    raise CorruptEntryError(f"entry {task.key} has no result file")
-                status, payload, meta = outcome.status, outcome.payload, outcome.meta
-            else:
-                status, payload, meta = ev.status, ev.payload, ev.meta
-            if status == "done":
-                value = loads(payload)
-                self._forget(task)
-                for f in task.futures:
-                    if not f.done() and (f.running() or f.set_running_or_notify_cancel()):
-                        f.set_result(value)
+            except Exception as e:  # present but unreadable here (corrupt, tampered)
+                self._resolve_exception(task, e)
                 return
-            exc = load_exception(payload, meta)
-        except Exception as e:  # result present but not loadable here
-            exc = e
-        self._resolve_exception(task, exc)
+            if outcome is None:
+                self._resolve_exception(task, CorruptEntryError(
+                    f"entry {task.key} has no result file"))
+                return
+            status, payload, meta = outcome.status, outcome.payload, outcome.meta
+        else:
+            status, payload, meta = ev.status, ev.payload, ev.meta
+        self._forget(task)
+        for f in task.futures:
+            f.set_outcome(status, payload, meta)
 
     def _fail(self, task: Task, exc: BaseException, reason: str = "died",
               state: str | None = None, record: bool = True) -> None:

@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .graph import future_status
+from .future import future_status
 
 F = TypeVar("F", bound=Future)
 REFRESH_SECONDS = 0.25
@@ -45,13 +45,16 @@ class Counts:
 
     @property
     def total(self) -> int:
+        """Every future counted."""
         return self.finished + self.running + self.pending
 
     @property
     def finished(self) -> int:
+        """done + cached + failed + cancelled."""
         return self.done + self.cached + self.failed + self.cancelled
 
     def describe(self) -> str:
+        """``"3 done, 1 cached, 0 failed, 2 running, 4 waiting"``."""
         parts = [f"{self.done} done", f"{self.cached} cached", f"{self.failed} failed"]
         if self.cancelled:
             parts.append(f"{self.cancelled} cancelled")
@@ -60,7 +63,7 @@ class Counts:
 
 
 def count(futures: Iterable[Future]) -> Counts:
-    """Count futures by state (see :func:`executorlib_cache.graph.future_status`)."""
+    """Count futures by state (see :func:`executorlib_cache.future.future_status`)."""
     tally = {"done": 0, "cached": 0, "failed": 0, "cancelled": 0, "running": 0, "pending": 0}
     for f in futures:
         tally[future_status(f)] += 1
@@ -217,9 +220,11 @@ class ProgressTracker:
 
     @property
     def enabled(self) -> bool:
+        """True when a bar is drawn (stderr is a terminal)."""
         return self._bar.enabled
 
     def add(self, future: Future) -> None:
+        """Count ``future`` from now on (nothing is kept when no bar is drawn)."""
         if not self._bar.enabled:
             return  # nothing is drawn: keep nothing either
         with self._lock:
@@ -237,6 +242,7 @@ class ProgressTracker:
                 self._tally[status] += 1
 
     def counts(self) -> Counts:
+        """A snapshot of the counts (safe from any thread)."""
         with self._lock:
             unfinished = list(self._unfinished.values())
             tally = dict(self._tally)
@@ -248,6 +254,7 @@ class ProgressTracker:
             self._bar.update(self.counts())
 
     def close(self) -> None:
+        """Draw the final counts and stop redrawing (waits up to 5 s)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

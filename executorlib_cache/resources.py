@@ -1,7 +1,11 @@
 """The ``resource_dict`` vocabulary, validated once at ``submit()``.
 
-Every backend receives a dict that went through :func:`merge_resources`, so a
-typo (``"core": 4``) fails in the user's script, not in a job an hour later.
+Every backend receives a :class:`Resources` that went through
+:func:`merge_resources`, so a typo (``"core": 4``) fails in the user's script, not
+in a job an hour later.  :class:`Resources` is a plain ``dict`` (it is stored as
+JSON in the task's metadata) that also answers the derived values -- ``cores``,
+``threads``, ``gpus_per_core``... -- in one place instead of every caller
+re-deriving ``int(resources.get("cores", 1))``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,55 @@ RESOURCE_KEYS: dict[str, str] = {
 
 DEFAULTS: dict[str, Any] = {"cores": 1, "threads_per_core": 1}
 
+
+
+class Resources(dict):
+    """A validated ``resource_dict`` (keys of :data:`RESOURCE_KEYS`).
+
+    A dict subclass, so it pickles and serialises to JSON as a plain dict; the
+    properties give the values with their defaults applied.  Build one with
+    :func:`merge_resources` (validates) or :meth:`stored` (a dict read back from an
+    entry written by this package: not validated again).
+    """
+
+    @classmethod
+    def stored(cls, data: dict[str, Any] | None) -> Resources:
+        """The resources recorded in an entry (``task meta["resource_dict"]``)."""
+        return data if isinstance(data, Resources) else cls(data or {})
+
+    @property
+    def cores(self) -> int:
+        """MPI ranks of the call (1: not under MPI)."""
+        return int(self.get("cores") or 1)
+
+    @property
+    def threads(self) -> int:
+        """Threads per rank (``threads_per_core``; sets OMP_NUM_THREADS and friends)."""
+        return int(self.get("threads_per_core") or 1)
+
+    @property
+    def gpus_per_core(self) -> int:
+        """GPUs per rank (0: none asked for)."""
+        return int(self.get("gpus_per_core") or 0)
+
+    @property
+    def num_nodes(self) -> int | None:
+        """Nodes of the job, or None to let the scheduler decide."""
+        n = self.get("num_nodes")
+        return int(n) if n else None
+
+    @property
+    def run_time_max(self) -> int | None:
+        """Wall-time limit in seconds, or None for the scheduler's default."""
+        t = self.get("run_time_max")
+        return int(t) if t else None
+
+    @property
+    def mpi(self) -> bool:
+        """True when the call runs under MPI (``cores > 1``)."""
+        return self.cores > 1
+
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$")
 
 
@@ -47,9 +100,14 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | None) -> dict:
-    """Executor-level defaults overlaid by the per-call dict, checked key by key."""
-    merged: dict[str, Any] = dict(DEFAULTS)
+def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | None
+                    ) -> Resources:
+    """Executor-level defaults overlaid by the per-call dict, checked key by key.
+
+    Raises ``TypeError`` when a dict is not a dict, ``ValueError`` naming the key,
+    the value and what is valid for an unknown key or a bad value.
+    """
+    merged = Resources(DEFAULTS)
     for source in (defaults, per_call):
         if source is None:
             continue

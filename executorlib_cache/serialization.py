@@ -2,6 +2,9 @@
 
 Pickling errors are made specific: a user who passes an open file or a lock
 learns *which* argument is the problem at ``submit()``, not from a dead job.
+:func:`load_outcome` is the one place that turns a stored outcome into the value
+a future returns or the exception it raises (with the remote traceback as
+``__cause__``, as ``concurrent.futures.ProcessPoolExecutor`` does).
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from typing import Any
 
 import cloudpickle
 
-from .errors import RemoteError, RemoteTraceback
+from .errors import RemoteError, RemoteTraceback, SerializationError
 
 PROTOCOL = 5
 
 
 def dumps(obj: Any) -> bytes:
+    """cloudpickle with protocol 5 (functions of ``__main__`` by value)."""
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
 def loads(data: bytes) -> Any:
+    """Unpickle (the standard ``pickle.loads``; cloudpickle output needs no more)."""
     return pickle.loads(data)
 
 
@@ -34,11 +39,11 @@ def dumps_call(fn: Any, args: tuple, kwargs: dict) -> bytes:
             try:
                 dumps(value)
             except Exception as e:
-                raise TypeError(
+                raise SerializationError(
                     f"{label} of {getattr(fn, '__name__', fn)!r} cannot be pickled "
                     f"({type(value).__name__}): {e}"
                 ) from e
-        raise TypeError(f"the call cannot be pickled: {exc}") from exc
+        raise SerializationError(f"the call cannot be pickled: {exc}") from exc
 
 
 def _parts(fn: Any, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
@@ -64,6 +69,21 @@ def dumps_exception(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
     except Exception:
         payload = dumps(RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"))
     return payload, meta
+
+
+def load_outcome(status: str, payload: bytes, meta: dict[str, Any]
+                 ) -> tuple[Any, BaseException | None]:
+    """A stored outcome as ``(value, None)`` (``status == "done"``) or ``(None, exc)``.
+
+    A value that cannot be unpickled here (its class is not importable, say) is
+    returned as ``(None, that error)``: the caller fails the future with it.
+    """
+    if status == "done":
+        try:
+            return loads(payload), None
+        except Exception as e:
+            return None, e
+    return None, load_exception(payload, meta)
 
 
 def load_exception(payload: bytes, meta: dict[str, Any]) -> BaseException:

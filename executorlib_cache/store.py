@@ -23,18 +23,13 @@ unpickled to list or describe an entry.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac as hmac_mod
-import itertools
 import json
 import os
 import random
 import shutil
-import signal
-import socket
 import stat
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,14 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from filelock import FileLock, Timeout
-from h5py import h5a, h5d, h5f, h5p, h5s, h5t
+
+from . import fileio
+from .errors import ClaimTimeoutError, CorruptEntryError, TamperedEntryError
+from .fileio import (
+    _unlink,
+    atomic_write,
+    read_h5,
+    write_h5,
+)
 
 FORMAT_VERSION = 1
 #: seconds to wait for another process's claim of the same entry
 CLAIM_TIMEOUT = float(os.environ.get("XCACHE_CLAIM_TIMEOUT", "60"))
-HOST = socket.gethostname()
 
 TASK, RESULT, ERROR = "task.h5", "result.h5", "error.h5"
 TASK_JSON, JOB_JSON, STARTED_JSON, OUTCOME_JSON = (
@@ -60,14 +61,6 @@ TASK_JSON, JOB_JSON, STARTED_JSON, OUTCOME_JSON = (
 )
 #: every status an entry can have, as shown by ``xcache ls``
 STATUSES = ("pending", "queued", "running", "done", "failed", "lost", "corrupt", "tampered")
-
-
-class CorruptEntryError(Exception):
-    """An entry file exists but cannot be read as a valid entry."""
-
-
-class TamperedEntryError(CorruptEntryError):
-    """An entry's HMAC does not match: it is refused, never unpickled."""
 
 
 def _secret_from_env() -> bytes | None:
@@ -83,47 +76,6 @@ def _secret_from_env() -> bytes | None:
     return None
 
 
-# ---------------------------------------------------------------------- fault injection
-# ``XCACHE_CRASH_AT=<file>:<when>`` stops this process dead at a named point of a write
-# (tests/faults: a crash anywhere must leave the old state or the new, never half).
-# <file> is a file name (task.h5, result.h5, error.h5, outcome.json, started.json,
-# job.json, ...), <when> is mid_write (half the bytes are in the temp file),
-# before_replace or after_replace; ``claim:held`` is inside an entry's claim lock.
-# ``XCACHE_CRASH_ACTION``: kill (default: SIGKILL), hang (sleep, locks held, to be
-# killed from outside) or divert (at before_replace: the finished file is renamed to
-# ``.<file>.diverted`` instead, as a slow shared file system shows a new file late).
-# ``XCACHE_CRASH_SKIP=N`` lets the first N hits pass.  Read once, at import: unset,
-# the cost is one test of a module global per write.
-_CRASH_AT = os.environ.get("XCACHE_CRASH_AT") or None
-_CRASH_ACTION = os.environ.get("XCACHE_CRASH_ACTION") or "kill"
-_crash_skip = int(os.environ.get("XCACHE_CRASH_SKIP") or 0)
-
-
-def _crash_point(path: Path | str, when: str) -> bool:
-    """Act if ``XCACHE_CRASH_AT`` names this point; True: the caller must divert."""
-    global _crash_skip
-    point = f"{os.path.basename(path)}:{when}"
-    if point != _CRASH_AT:
-        return False
-    if _crash_skip > 0:
-        _crash_skip -= 1
-        return False
-    sys.stderr.write(f"xcache: crash point {point} reached in pid {os.getpid()} "
-                     f"({_CRASH_ACTION})\n")
-    sys.stderr.flush()
-    if _CRASH_ACTION == "divert":
-        return True
-    if _CRASH_ACTION == "hang":
-        while True:
-            time.sleep(3600)
-    os.kill(os.getpid(), signal.SIGKILL)
-    return False
-
-
-def _diverted(path: Path | str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.diverted")
-
-
 class ClaimLock:
     """The per-entry claim lock: a FileLock whose timeout is a clear error.
 
@@ -137,23 +89,17 @@ class ClaimLock:
         try:
             self.lock.acquire()
         except Timeout as e:
-            raise TimeoutError(
+            raise ClaimTimeoutError(
                 f"{self.lock.lock_file} has been held by another process for more than "
                 f"{self.lock.timeout:.0f} s: a live driver is stuck inside its claim of "
                 "this entry (a dead one would have released it)"
             ) from e
-        if _CRASH_AT is not None:
-            _crash_point("claim", "held")
+        if fileio._CRASH_AT is not None:
+            fileio._crash_point("claim", "held")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(
-        f".{path.name}.{HOST}-{os.getpid()}-{random.getrandbits(40):010x}.tmp"
-    )
 
 
 @dataclass
@@ -224,9 +170,11 @@ class Store:
 
     # ------------------------------------------------------------------ paths
     def entry_dir(self, key: str) -> Path:
+        """``<cache>/<key>``: the directory of an entry."""
         return self.root / key
 
     def path(self, key: str, name: str) -> Path:
+        """``<cache>/<key>/<name>``: one file of an entry."""
         return self.root / key / name
 
     def claim(self, key: str, timeout: float | None = None) -> ClaimLock:
@@ -242,26 +190,11 @@ class Store:
         return ClaimLock(lock)
 
     # ------------------------------------------------------------------ writing
-    def _write_bytes(self, path: Path, data: bytes) -> None:
-        tmp = _tmp_name(path)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
-            try:
-                view = memoryview(data)
-                if _CRASH_AT is not None:
-                    view = view[os.write(fd, view[: len(view) // 2]):]
-                    _crash_point(path, "mid_write")
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-            finally:
-                os.close(fd)
-            _publish(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+    def _write_bytes(self, path: Path | str, data: bytes) -> None:
+        atomic_write(path, data, self.file_mode)
 
     def write_json(self, key: str, name: str, obj: dict[str, Any]) -> None:
+        """Write a small JSON file of an entry atomically, with the store's file mode."""
         self._write_bytes(self.path(key, name), json.dumps(obj, default=str).encode())
 
     def _sign(self, kind: str, meta_json: str, payload: bytes) -> str:
@@ -274,26 +207,7 @@ class Store:
     def _write_h5(self, path: Path, kind: str, payload: bytes, meta: dict[str, Any]) -> None:
         meta_json = json.dumps({**meta, "kind": kind}, default=str)
         sig = self._sign(kind, meta_json, payload) if self.secret is not None else None
-        tmp = _tmp_name(path)
-        try:
-            if len(payload) <= _IMAGE_LIMIT:
-                # build the file in memory and write it with one syscall: ~30% faster
-                # than letting HDF5 issue many small writes to the file system
-                self._write_bytes(path, _h5_image(meta_json, payload, sig))
-                return
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode))
-            fid = h5f.create(os.fsencode(tmp), h5f.ACC_TRUNC, fapl=_fapl())
-            try:
-                if _CRASH_AT is not None:
-                    h5f.flush(fid)
-                    _crash_point(path, "mid_write")
-                _fill_h5(fid, meta_json, payload, sig)
-            finally:
-                fid.close()
-            _publish(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        write_h5(path, meta_json, payload, sig, self.file_mode, FORMAT_VERSION)
 
     def guard_entry_dir(self, key: str) -> None:
         """An entry must be a real directory inside the cache.  A symlink (or a file) in
@@ -321,6 +235,7 @@ class Store:
         self._write_bytes(self.path(key, TASK_JSON), json.dumps(meta, default=str).encode())
 
     def create_entry(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
+        """The entry directory and its task (``task.h5`` + ``task.json``)."""
         self.make_entry_dir(key)
         self.write_task(key, payload, meta)
 
@@ -357,6 +272,7 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def read_json(self, key: str, name: str) -> dict[str, Any] | None:
+        """A JSON file of an entry as a dict; None when missing, unreadable or not an object."""
         try:
             with open(self.path(key, name), "rb") as f:
                 data = json.loads(f.read())
@@ -368,29 +284,13 @@ class Store:
 
     def _read_h5(self, path: Path | str, kind: str | tuple[str, ...], key: str | None = None
                  ) -> tuple[bytes, dict[str, Any]]:
+        meta_json, payload, sig = read_h5(path, with_signature=self.secret is not None)
         try:
-            fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_fapl())
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # zero bytes, truncated, random bytes: not HDF5
-            if not os.path.exists(path):
-                raise FileNotFoundError(str(path)) from e
-            raise CorruptEntryError(f"{path}: not a readable HDF5 file ({e})") from e
-        try:
-            meta_json = _read_attr(fid, b"meta").decode()
-            sig = None
-            if self.secret is not None and h5a.exists(fid, b"hmac"):
-                sig = _read_attr(fid, b"hmac").decode()
-            did = h5d.open(fid, b"payload")
-            buf = np.empty(did.shape[0], dtype=np.uint8)
-            if buf.size:
-                did.read(h5s.ALL, h5s.ALL, buf)
-            payload = buf.tobytes()
             meta = json.loads(meta_json)
-        except Exception as e:  # missing fields, wrong types, bad JSON
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not a JSON object")
+        except ValueError as e:
             raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
-        finally:
-            fid.close()
         kinds = (kind,) if isinstance(kind, str) else kind
         fmt = meta.get("format")
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
@@ -416,9 +316,13 @@ class Store:
         return payload, meta
 
     def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
+        """``(payload, meta)`` of ``task.h5``; raises ``FileNotFoundError``,
+        :class:`CorruptEntryError` or :class:`TamperedEntryError`.
+        """
         return self._read_h5(self.path(key, TASK), "task", key)
 
     def has_result(self, key: str) -> bool:
+        """``result.h5`` exists (one ``stat``; the cheapest cache-hit test)."""
         return os.path.exists(f"{self._root}/{key}/{RESULT}")
 
     def touch_result(self, key: str) -> None:
@@ -466,6 +370,7 @@ class Store:
         return None  # an empty directory: creation was interrupted, nothing to see
 
     def keys(self) -> Iterator[str]:
+        """Every entry name of the cache (directories not starting with ``.``)."""
         try:
             it = os.scandir(self.root)
         except FileNotFoundError:
@@ -499,6 +404,7 @@ class Store:
         return dst
 
     def entry_size(self, key: str) -> int:
+        """Bytes of the entry's files (apparent size, not blocks)."""
         total = 0
         try:
             with os.scandir(self.entry_dir(key)) as it:
@@ -512,114 +418,3 @@ class Store:
         return total
 
 
-# ---------------------------------------------------------------------- HDF5 details
-# The low-level h5py API is used on purpose: opening a small file with h5py.File
-# costs ~320 us, the calls below ~80 us, which is what makes re-running 10,000
-# cached calls take about a second.
-_IMAGE_LIMIT = 1 << 20
-_image_counter = itertools.count()
-
-
-@functools.lru_cache(maxsize=2)
-def _fapl(core: bool = False) -> h5p.PropFAID:
-    """File-access properties (cached: a property list is immutable once built)."""
-    fapl = h5p.create(h5p.FILE_ACCESS)
-    fapl.set_fclose_degree(h5f.CLOSE_STRONG)
-    fapl.set_file_locking(False, True)  # NFS/Lustre: files are written once, never shared rw
-    # meta_block_size=0, v108+ format and fixed-length byte attributes keep a trivial
-    # entry under 1 KB (variable-length strings would cost a 4 KB global heap)
-    fapl.set_meta_block_size(0)
-    fapl.set_libver_bounds(h5f.LIBVER_V18, h5f.LIBVER_LATEST)
-    if core:
-        fapl.set_fapl_core(block_size=64 * 1024, backing_store=False)
-    return fapl
-
-
-def _write_attr(fid: Any, name: bytes, value: Any) -> None:
-    arr = np.asarray(value)
-    aid = h5a.create(fid, name, h5t.py_create(arr.dtype), h5s.create(h5s.SCALAR))
-    aid.write(arr)
-
-
-def _read_attr(fid: Any, name: bytes) -> bytes:
-    aid = h5a.open(fid, name)
-    arr = np.empty((), dtype=aid.get_type().dtype)
-    aid.read(arr)
-    value = arr[()]
-    if not isinstance(value, bytes):
-        raise TypeError(f"attribute {name.decode()} is {type(value).__name__}, not bytes")
-    return value
-
-
-def _fill_h5(fid: Any, meta_json: str, payload: bytes, sig: str | None) -> None:
-    _write_attr(fid, b"format", np.int64(FORMAT_VERSION))
-    _write_attr(fid, b"meta", np.bytes_(meta_json.encode()))
-    if sig is not None:
-        _write_attr(fid, b"hmac", np.bytes_(sig.encode()))
-    data = np.frombuffer(payload, dtype=np.uint8)
-    did = h5d.create(fid, b"payload", h5t.NATIVE_UINT8, h5s.create_simple((data.size,)))
-    if data.size:
-        did.write(h5s.ALL, h5s.ALL, data)
-    did.close()
-
-
-def _h5_image(meta_json: str, payload: bytes, sig: str | None) -> bytes:
-    name = f"xcache-mem-{os.getpid()}-{next(_image_counter)}".encode()
-    fid = h5f.create(name, h5f.ACC_TRUNC, fapl=_fapl(core=True))
-    try:
-        _fill_h5(fid, meta_json, payload, sig)
-        h5f.flush(fid)
-        return bytes(fid.get_file_image())
-    finally:
-        fid.close()
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Make a fully written temp file visible under its final name, atomically
-    (with the ``before_replace``/``after_replace`` crash points for tests/faults)."""
-    if _CRASH_AT is not None and _crash_point(path, "before_replace"):
-        os.replace(tmp, _diverted(path))
-        return
-    os.replace(tmp, path)
-    if _CRASH_AT is not None:
-        _crash_point(path, "after_replace")
-
-
-def _unlink(path: Path | str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-# ---------------------------------------------------------------------- fast listing
-def read_json_file(path: str) -> dict[str, Any] | None:
-    """:meth:`Store.read_json` for a plain string path, for listing many entries.
-
-    Same answer (None when missing, unreadable or not a JSON object) without
-    pathlib and buffered file objects, about 3x cheaper: ``xcache ls`` reads two
-    of these per entry for 100,000 entries.  (Added for ``catalog``/``xcache``.)
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            chunks.append(chunk)
-            if len(chunk) < 1 << 16:  # a short read of a regular file is its end
-                break
-        text = b"".join(chunks).decode().lstrip()
-        data, end = _JSON_DECODER.raw_decode(text)  # json.loads minus its overhead
-        if end != len(text) and text[end:].strip():
-            return None
-    except (OSError, ValueError):  # also UnicodeDecodeError, JSONDecodeError
-        return None
-    finally:
-        os.close(fd)
-    return data if isinstance(data, dict) else None
-
-
-_JSON_DECODER = json.JSONDecoder()

@@ -20,7 +20,9 @@ import pytest
 from conftest import require
 
 from executorlib_cache import catalog, liveness
-from executorlib_cache.catalog import CatalogError
+from executorlib_cache.catalog import scanner
+from executorlib_cache.errors import CatalogError
+from executorlib_cache.schedulers import JobStatus, commands, dialect
 from executorlib_cache.store import ERROR, RESULT, TASK, TASK_JSON, Store
 
 NOW = time.time()
@@ -217,8 +219,12 @@ def test_listing_never_unpickles(store: Store, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_missing_cache_directory(tmp_path: Path) -> None:
+    """``get_cache_data`` of a directory that does not exist (yet) is ``[]``, as in
+    executorlib (a notebook may read a cache before its first run); the catalog's
+    other functions say it does not exist.  Nothing is created either way."""
+    assert catalog.get_cache_data(tmp_path / "nope") == []
     with pytest.raises(CatalogError, match="does not exist"):
-        catalog.get_cache_data(tmp_path / "nope")
+        catalog.scan(tmp_path / "nope")
     assert not (tmp_path / "nope").exists()
 
 
@@ -327,15 +333,14 @@ def test_lost_local_entries(store: Store) -> None:
 def test_lost_cluster_entries_ask_the_scheduler_once(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import executorlib_cache.backends as backends
-
     calls: list[tuple[str, list[str]]] = []
 
-    def query(backend: str, ids: list[str]) -> dict[str, str]:
+    def query(backend: str, ids: list[str]) -> dict[str, JobStatus]:
         calls.append((backend, list(ids)))
-        return {"101": "RUNNING", "102": "PENDING", "104": "COMPLETED"}
+        states = {"101": "RUNNING", "102": "PENDING", "104": "COMPLETED"}
+        return {k: dialect(backend).status(v) for k, v in states.items()}
 
-    monkeypatch.setattr(backends, "query_job_states", query, raising=False)
+    monkeypatch.setattr(commands, "job_states", query)
     dead = dead_identity()  # the driver is gone; the cluster job may live on
     k1 = make_entry(store, "running", backend="slurm", job_id="101", owner=dead)
     k2 = make_entry(store, "queued", backend="slurm", job_id="102", owner=dead)
@@ -359,12 +364,10 @@ def test_lost_cluster_entries_ask_the_scheduler_once(
 def test_scheduler_failure_is_a_warning_not_a_crash(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import executorlib_cache.backends as backends
-
-    def query(backend: str, ids: list[str]) -> dict[str, str]:
+    def query(backend: str, ids: list[str]) -> dict[str, JobStatus]:
         raise RuntimeError("squeue: command not found")
 
-    monkeypatch.setattr(backends, "query_job_states", query, raising=False)
+    monkeypatch.setattr(commands, "job_states", query)
     key = make_entry(store, "queued", backend="flux", job_id="f1", owner=dead_identity())
     with pytest.warns(UserWarning, match="squeue"):
         (row,) = catalog.get_cache_data(store.root)
@@ -376,7 +379,7 @@ def test_parallel_scan_matches_serial(store: Store, monkeypatch: pytest.MonkeyPa
         make_entry(store, ("done", "failed", "pending", "queued", "running")[i % 5],
                    function=f"f{i % 3}")
     serial = sorted(catalog.get_cache_data(store.root), key=lambda r: r["key"])
-    monkeypatch.setattr(catalog, "PARALLEL_THRESHOLD", 2)
+    monkeypatch.setattr(scanner, "PARALLEL_THRESHOLD", 2)
     parallel = sorted(catalog.get_cache_data(store.root), key=lambda r: r["key"])
     assert parallel == serial
 
@@ -430,13 +433,11 @@ def test_remove_entries(store: Store) -> None:
 def test_remove_entries_force_cancels_cluster_jobs(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import executorlib_cache.backends as backends
-
     cancelled: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(backends, "query_job_states",
-                        lambda b, ids: {i: "RUNNING" for i in ids}, raising=False)
-    monkeypatch.setattr(backends, "cancel_jobs",
-                        lambda b, ids: cancelled.append((b, list(ids))), raising=False)
+    monkeypatch.setattr(commands, "job_states",
+                        lambda b, ids: {i: dialect(b).status("RUNNING") for i in ids})
+    monkeypatch.setattr(commands, "cancel_jobs",
+                        lambda b, ids: cancelled.append((b, list(ids))))
     a = make_entry(store, "running", backend="slurm", job_id="7")
     b = make_entry(store, "queued", backend="slurm", job_id="8")
     assert sorted(catalog.remove_entries(store.root, [a, b], force=True)) == sorted([a, b])

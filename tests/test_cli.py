@@ -466,10 +466,10 @@ def test_queued_local_entry_without_task_files(store: Store) -> None:
 
 
 def test_large_listing_is_plain_text(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from executorlib_cache.cli import app as app_module
+    from executorlib_cache.cli import render as render_module
 
     keys = [make_entry(store, "done", submitted=NOW - 100 + i) for i in range(5)]
-    monkeypatch.setattr(app_module, "RICH_ROWS", 3)
+    monkeypatch.setattr(render_module, "RICH_ROWS", 3)
     r = xcache(store, "ls")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()

@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 from jinja2 import Template
 
-from executorlib_cache.backends import cluster, flux, slurm
+from executorlib_cache.backends import cluster, submission, tracker
 from executorlib_cache.backends.base import Died, Finished, Started, Task
+from executorlib_cache.errors import SchedulerError, SubmissionError
 from executorlib_cache.future import CacheFuture
+from executorlib_cache.resources import Resources
+from executorlib_cache.schedulers import JobStatus, Phase, commands, flux, slurm
 from executorlib_cache.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +63,11 @@ def test_slurm_memory_and_launcher() -> None:
 @pytest.mark.parametrize("out, jid", [
     ("123\n", "123"), ("123;cluster\n", "123"),
     ("sbatch: warning: something odd\n456\n", "456"), ("  789  \n\n", "789"),
+    # every form sbatch prints (man sbatch): plain, federated/multi-cluster, and
+    # warnings after the id line (issue 12, item 11)
+    ("Submitted batch job 321\n", "321"), ("Submitted batch job 322 on cluster ci\n", "322"),
+    ("323;ci\nsbatch: warning: job will be held\n", "323"),
+    ("sbatch: warning: a\nSubmitted batch job 324 on cluster c2\nsbatch: note: b\n", "324"),
 ])
 def test_slurm_job_id(out: str, jid: str) -> None:
     assert slurm.parse_job_id(out) == jid
@@ -75,7 +83,7 @@ def test_slurm_status_parsing_and_commands() -> None:
     out = ("12|RUNNING|None\n\nsqueue: warning: whatever\n13|PENDING|Dependency\n"
            "14|CANCELLED by 0|DependencyNeverSatisfied\n15_3|COMPLETED|None\n"
            "16+0|failed|NonZeroExitCode\nnot a line\n17|\n")
-    assert slurm.parse_status(out) == {
+    assert {k: (v.state, v.reason) for k, v in slurm.parse_status(out).items()} == {
         "12": ("RUNNING", ""), "13": ("PENDING", "Dependency"),
         "14": ("CANCELLED", "DependencyNeverSatisfied"), "15_3": ("COMPLETED", ""),
         "16+0": ("FAILED", "NonZeroExitCode")}
@@ -84,11 +92,14 @@ def test_slurm_status_parsing_and_commands() -> None:
     assert "--me" in slurm.status_command([str(i) for i in range(2000)])
     assert slurm.status_error(1, "slurm_load_jobs error: Invalid job id specified") == "empty"
     assert slurm.status_error(1, "Socket timed out on send/recv operation") == "error"
-    assert slurm.is_active("PENDING") and slurm.is_active("COMPLETING")
-    assert slurm.is_active("SOME_NEW_STATE") and not slurm.is_active("TIMEOUT")
-    assert slurm.is_running("RUNNING") and not slurm.is_running("PENDING")
-    assert slurm.dependency_never_satisfied("PENDING", "DependencyNeverSatisfied")
-    assert not slurm.dependency_never_satisfied("CANCELLED", "Dependency")
+    assert slurm.status("PENDING").active and slurm.status("COMPLETING").active
+    assert slurm.status("SOME_NEW_STATE").active and not slurm.status("TIMEOUT").active
+    assert slurm.status("RUNNING").phase is Phase.RUNNING
+    assert slurm.status("PENDING").phase is Phase.QUEUED
+    assert slurm.status("NODE_FAIL").phase is Phase.KILLED
+    assert slurm.status("failed").phase is Phase.FAILED
+    assert slurm.dependency_never_satisfied(slurm.status("PENDING", "DependencyNeverSatisfied"))
+    assert not slurm.dependency_never_satisfied(slurm.status("CANCELLED", "Dependency"))
 
 
 def test_slurm_lookup_and_cancel() -> None:
@@ -96,7 +107,7 @@ def test_slurm_lookup_and_cancel() -> None:
     assert "--name=a.1,b.2" in cmd and "--me" in cmd
     out = "5|a.1|COMPLETED|None\n9|a.1|RUNNING|None\n7|b.2|PENDING|Priority\n8|c.3|RUNNING|\n"
     assert slurm.parse_lookup(out, ["a.1", "b.2"]) == {
-        "a.1": ("9", "RUNNING", ""), "b.2": ("7", "PENDING", "Priority")}
+        "a.1": ("9", slurm.status("RUNNING")), "b.2": ("7", slurm.status("PENDING", "Priority"))}
     assert slurm.cancel_command(["1", "2"]) == ["scancel", "1", "2"]
     assert slurm.cancel_error_is_benign(
         "scancel: error: Kill job error on job id 5: Job/step already completing or completed")
@@ -133,38 +144,41 @@ def test_flux_status_parsing() -> None:
     out = ("100|RUN||\n101|COMPLETED||\n102|FAILED|dependency|dependency: afterok:"
            "\u0192abc can never | be satisfied\n103|CANCELED|cancel|\n\nbogus\n104||x|\n")
     states = flux.parse_status(out)
-    assert states == {"100": ("RUN", ""), "101": ("COMPLETED", ""),
-                      "102": ("FAILED", "dependency: dependency: afterok:\u0192abc can never "
-                                        "| be satisfied"),
-                      "103": ("CANCELED", "cancel")}
-    assert flux.dependency_never_satisfied(*states["102"])
-    assert not flux.dependency_never_satisfied(*states["103"])
-    assert flux.is_active("SCHED") and not flux.is_active("TIMEOUT")
+    assert {k: (v.state, v.reason) for k, v in states.items()} == {
+        "100": ("RUN", ""), "101": ("COMPLETED", ""),
+        "102": ("FAILED", "dependency: dependency: afterok:\u0192abc can never | be satisfied"),
+        "103": ("CANCELED", "cancel")}
+    assert flux.dependency_never_satisfied(states["102"])
+    assert not flux.dependency_never_satisfied(states["103"])
+    assert flux.status("SCHED").active and not flux.status("TIMEOUT").active
+    assert flux.status("CLEANUP").active  # C is not final (FACTS.md)
     assert flux.status_error(1, "flux-jobs: ERROR: 123: unknown job id") == "mine"
     assert flux.status_command(["1"], mine=True)[-1] == "-a"
     assert flux.cancel_error_is_benign("flux-cancel: ERROR: \u0192x: job is inactive")
     found = flux.parse_lookup("5|a.1|RUN||\n6|b|RUN||\n", ["a.1"])
-    assert found == {"a.1": ("5", "RUN", "")}
+    assert found == {"a.1": ("5", flux.status("RUN"))}
 
 
 # ---------------------------------------------------------------- cluster.py helpers
 def test_job_name_tail_and_runner_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                         ) -> None:
     key = "f" * 120
-    assert cluster.job_name(key, "abcd1234") == "f" * 80 + ".abcd1234"
-    assert cluster.job_name("add-v1-00", "x") == "add-v1-00.x"
+    assert submission.job_name(key, "abcd1234") == "f" * 80 + ".abcd1234"
+    assert submission.job_name("add-v1-00", "x") == "add-v1-00.x"
     err = tmp_path / "job.err"
     err.write_text("\n".join(f"line {i}" for i in range(100)))
-    assert cluster.tail(err).splitlines() == [f"line {i}" for i in range(85, 100)]
-    assert cluster.tail(tmp_path / "missing") == "" and cluster.tail(None) == ""
-    script = cluster.runner_script(slurm, "/opt/py 3/bin/python", "/c", "k", {"cores": 2},
-                                   "/home/o'brien", "/a:/b")
+    assert submission.tail(err).splitlines() == [f"line {i}" for i in range(85, 100)]
+    assert submission.tail(tmp_path / "missing") == "" and submission.tail(None) == ""
+    store = Store(tmp_path / "c", dir_mode=0o750, file_mode=0o640)
+    argv = submission.runner_argv(slurm, "/opt/py 3/bin/python", store, "k", {"cores": 2})
+    script = submission.job_script(argv, "/home/o'brien", "/a:/b")
     assert "cd '/home/o'\"'\"'brien' ||" in script
     assert "export PYTHONPATH=/a:/b" in script
-    assert script.splitlines()[-1] == ("exec srun -n 2 '/opt/py 3/bin/python' -m "
-                                       "executorlib_cache.runner --mpi --backend slurm /c k")
+    assert script.splitlines()[-1] == (
+        "exec srun -n 2 '/opt/py 3/bin/python' -m executorlib_cache.compute.runner --mpi "
+        f"--backend slurm --dir-mode 750 --file-mode 640 {store.root} k")
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = cluster.python_path_for_jobs().split(":")
+    path = submission.python_path_for_jobs().split(":")
     assert str(tmp_path) in path and not any(p.startswith(sys.prefix + "/") for p in path)
 
 
@@ -176,32 +190,32 @@ class Scripted:
         self.answers: list[Any] = []
         self.queries: list[list[str]] = []
 
-    def __call__(self, sched: Any, ids: list[str]) -> dict[str, tuple[str, str]]:
+    def __call__(self, sched: Any, ids: list[str]) -> dict[str, JobStatus]:
         self.queries.append(list(ids))
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
-        return dict(answer)
+        return {k: sched.status(*v) for k, v in answer.items()}
 
 
 @pytest.fixture
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("XCACHE_RESULT_GRACE", "0.3")
     scripted = Scripted()
-    monkeypatch.setattr(cluster, "query_states", scripted)
+    monkeypatch.setattr(commands, "query_states", scripted)
     store = Store(tmp_path / "cache")
-    backend = cluster.SlurmBackend(store)
+    backend = cluster.ClusterBackend(store, slurm)
 
     def task(key: str, jid: str = "42", adopted: bool = False,
              deps: dict[str, CacheFuture] | None = None) -> Task:
         store.make_entry_dir(key)
-        t = Task(key, [CacheFuture(key)], b"", {"cores": 1}, deps or {})
+        t = Task(key, [CacheFuture(key)], b"", Resources({"cores": 1}), deps or {})
         job = {"job_name": f"{key}.x", "stderr": str(store.path(key, "job.err"))}
         backend._track(t, job, jid, adopted=adopted)
         return t
 
     def check(tasks: dict[str, Task]) -> list[Any]:
-        backend._next_stat = backend._next_status = 0.0  # everything due now
+        backend.stat.next_at = backend.tracker.backoff.next_at = 0.0  # everything due now
         return backend.check(tasks)
 
     return backend, scripted, task, check, store
@@ -244,13 +258,13 @@ def test_purged_job_gets_the_nfs_grace(rig: Any) -> None:
 def test_transient_status_errors_then_failure(rig: Any) -> None:
     backend, scripted, task, check, store = rig
     t = task("a", "42")
-    err = cluster.SchedulerError("squeue failed (exit 1): Socket timed out")
+    err = SchedulerError("squeue failed (exit 1): Socket timed out")
     scripted.answers = [err, err, err, err, {"42": ("RUNNING", "")}]
     for _ in range(4):
         assert check({"a": t}) == []
     assert [type(e) for e in check({"a": t})] == [Started]  # the counter resets
     scripted.answers = [err]
-    events = [e for _ in range(cluster.MAX_STATUS_FAILURES) for e in check({"a": t})]
+    events = [e for _ in range(tracker.MAX_STATUS_FAILURES) for e in check({"a": t})]
     assert len(events) == 1 and isinstance(events[0], Died)
     assert "Socket timed out" in events[0].message
 
@@ -281,13 +295,14 @@ def test_dependency_never_satisfied_waits_for_the_upstream_future(
 
 def test_submit_throttle(rig: Any) -> None:
     backend, scripted, task, check, store = rig
-    backend.submit_rate, backend.submit_burst, backend._tokens = 10.0, 3.0, 3.0
-    t = Task("x", [], b"", {}, {})
+    sub = backend.submitter
+    sub.rate, sub.burst, sub.tokens = 10.0, 3.0, 3.0
+    t = Task("x", [], b"", Resources(), {})
     allowed = 0
     while backend.can_dispatch(t):
-        backend._tokens -= 1
+        sub.take_token()
         allowed += 1
-    assert allowed == 3 and backend._throttled
+    assert allowed == 3 and sub.throttled
     assert 0.02 <= backend.check_interval <= 0.11
 
 
@@ -311,10 +326,10 @@ class FakeCommands:
 def _retry_rig(rig: Any, monkeypatch: pytest.MonkeyPatch, fail: int, error: str) -> Any:
     backend, scripted, task, check, store = rig
     fake = FakeCommands(fail, error)
-    monkeypatch.setattr(cluster, "run_command", fake)
+    monkeypatch.setattr(commands, "run_command", fake)
     monkeypatch.setattr(cluster, "SUBMIT_RETRY_DELAYS", (0.01, 0.01, 0.01))
     store.make_entry_dir("r")
-    t = Task("r", [CacheFuture("r")], b"", {"cores": 1}, {})
+    t = Task("r", [CacheFuture("r")], b"", Resources({"cores": 1}), {})
     return backend, check, fake, t
 
 
@@ -323,7 +338,7 @@ def test_transient_sbatch_errors_are_retried_after_a_name_lookup(
     backend, check, fake, t = _retry_rig(rig, monkeypatch, 2, "sbatch: error: Batch job "
                                          "submission failed: Socket timed out on send/recv")
     backend.dispatch(t, [])
-    assert t.job_id is None and t.info["retry_at"] is not None
+    assert t.job_id is None and t.job.retry_at is not None
     for _ in range(20):
         time.sleep(0.02)
         assert check({"r": t}) == [] or t.job_id
@@ -339,7 +354,7 @@ def test_permanent_or_persistent_sbatch_errors_fail(rig: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     backend, check, fake, t = _retry_rig(rig, monkeypatch, 1, "sbatch: error: invalid "
                                          "partition specified: nope")
-    with pytest.raises(cluster.SubmissionError, match="invalid partition"):
+    with pytest.raises(SubmissionError, match="invalid partition"):
         backend.dispatch(t, [])
     backend, check, fake, t = _retry_rig(rig, monkeypatch, 100, "Socket timed out")
     backend.dispatch(t, [])

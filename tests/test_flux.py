@@ -24,16 +24,14 @@ from conftest import require
 
 require("pysqa")
 
-from executorlib_cache.backends import flux as flux_mod  # noqa: E402
-from executorlib_cache.cluster_executor import (  # noqa: E402
-    FluxClusterExecutor,
-    terminate_tasks_in_cache,
-)
+from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.cluster_executor import FluxClusterExecutor  # noqa: E402
 from executorlib_cache.errors import (  # noqa: E402
     SubmissionError,
     TaskDiedError,
     UpstreamFailedError,
 )
+from executorlib_cache.schedulers import flux as flux_mod  # noqa: E402
 from executorlib_cache.store import JOB_JSON, Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,14 +177,14 @@ def test_what_flux_cannot_do_is_refused(cache: Path) -> None:
 def test_purged_job_ids_fall_back_to_our_users_listing(cache: Path) -> None:
     """``flux jobs ID...`` fails as a whole on one unknown id; the backend then
     lists our user's jobs (one more call) instead of failing every future."""
-    from executorlib_cache.backends.cluster import query_states
+    from executorlib_cache.schedulers.commands import query_states
 
     with FluxClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(add, 1, 2)
         assert fut.result(timeout=30) == 3
     jid = job_of(cache, fut.key)["job_id"]
     states = query_states(flux_mod, [jid, "123456789"])
-    assert states == {jid: ("COMPLETED", "")}
+    assert states == {jid: flux_mod.status("COMPLETED")}
 
 
 def test_secret_reaches_the_jobs(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,3 +195,23 @@ def test_secret_reaches_the_jobs(cache: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("XCACHE_SECRET_FILE", raising=False)
     with FluxClusterExecutor(cache_directory=cache, secret="s3cret") as exe:
         assert exe.submit(add, 20, 22).result(timeout=30) == 42
+
+
+@pytest.mark.parametrize("max_workers", [None, 2], ids=["one-job-per-call", "pool-workers"])
+def test_job_ids_are_recorded_in_one_form(cache: Path, max_workers: int | None) -> None:
+    """Regression (issue 11/13): the runner recorded flux's F58 id and the claim the
+    decimal one, so one cache showed both (and packed calls showed none).  Every
+    record and listing now holds the decimal id, which every flux command accepts."""
+    from executorlib_cache import get_cache_data
+
+    with FluxClusterExecutor(cache_directory=cache, max_workers=max_workers) as exe:
+        futs = [exe.submit(add, i, 1) for i in range(3)]
+        assert [f.result(timeout=60) for f in futs] == [1, 2, 3]
+    rows = {r["key"]: r for r in get_cache_data(cache)}
+    for f in futs:
+        shown = rows[f.key]["job_id"]
+        assert shown is not None and str(shown).isdigit(), rows[f.key]
+        outcome = Store(cache, create=False).read_json(f.key, "outcome.json") or {}
+        assert str(outcome.get("job_id")) == str(shown), outcome
+        if max_workers is None:
+            assert str(job_of(cache, f.key)["job_id"]) == str(shown)

@@ -18,12 +18,11 @@ from typer.testing import CliRunner
 
 from executorlib_cache import SingleNodeExecutor
 from executorlib_cache import graph as graph_mod
-from executorlib_cache.errors import UpstreamFailedError
+from executorlib_cache.catalog import graph_from_cache
+from executorlib_cache.errors import GraphvizMissingError, UpstreamFailedError
 from executorlib_cache.graph import (
-    GraphvizMissingError,
     Node,
     TaskGraph,
-    graph_from_cache,
     graph_from_rows,
     render_dot,
 )

@@ -27,22 +27,27 @@ from conftest import SLURM_WANTED, require
 
 require("pysqa")
 
-from executorlib_cache.backends.pool import (  # noqa: E402
-    PoolBackend,
+from executorlib_cache.backends.pool import PoolBackend  # noqa: E402
+from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.claims import claim_token  # noqa: E402
+from executorlib_cache.cluster_executor import (  # noqa: E402
+    FluxClusterExecutor,
+    SlurmClusterExecutor,
+)
+from executorlib_cache.compute.pool_worker import (  # noqa: E402
+    PoolWorker,
+    parse_slurm_time_left,
+)
+from executorlib_cache.errors import TaskDiedError  # noqa: E402
+from executorlib_cache.liveness import identity  # noqa: E402
+from executorlib_cache.pool_queue import (  # noqa: E402
     parse_taken,
+    queue_dir,
     sweep_pools,
     taken_name,
     ticket_key,
     ticket_name,
 )
-from executorlib_cache.cluster_executor import (  # noqa: E402
-    FluxClusterExecutor,
-    SlurmClusterExecutor,
-    terminate_tasks_in_cache,
-)
-from executorlib_cache.errors import TaskDiedError  # noqa: E402
-from executorlib_cache.liveness import identity  # noqa: E402
-from executorlib_cache.pool_worker import parse_slurm_time_left  # noqa: E402
 from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, Store  # noqa: E402
 
 needs_slurm = pytest.mark.skipif(
@@ -369,7 +374,7 @@ def test_a_task_needing_more_cores_than_a_worker_goes_as_its_own_job(cache: Path
     job = job_of(cache, big.key)
     assert "pool" not in job and job["job_name"].startswith(big.key[:20]), job
     script = (cache / big.key / "run_queue.sh").read_text()
-    assert "#SBATCH --ntasks=2" in script and "executorlib_cache.runner" in script
+    assert "#SBATCH --ntasks=2" in script and "executorlib_cache.compute.runner" in script
     assert all("pool" in job_of(cache, f.key) for f in small)
     assert calls.count("sbatch") <= 3  # <= 2 workers + the big one
 
@@ -464,3 +469,33 @@ def test_flux_worker_killed_at_its_time_limit_fails_the_task_with_timeout(
     assert isinstance(exc, TaskDiedError), repr(exc)
     assert "ended TIMEOUT while running this task" in str(exc), str(exc)
     assert "attempt 2" in str(exc)
+
+
+def test_pool_worker_gives_a_ticket_back_when_the_claim_stays_held(tmp_path: Path) -> None:
+    """Regression (issue 11): the worker caught ``filelock.Timeout`` but the store
+    raises its own timeout error, so a claim held longer than the worker waits
+    crashed the worker instead of putting the ticket back for a later try."""
+    store = Store(tmp_path / "cache")
+    key = "f-v1-" + "0" * 32
+    claim = {"backend": "slurm", "owner": identity(), "submitted": time.time(),
+             "pool": "p1", "job_id": None}
+    store.make_entry_dir(key)
+    store.write_json(key, JOB_JSON, claim)
+    qdir = queue_dir(store.root, "p1")
+    (qdir / "workers").mkdir(parents=True)
+    ticket = ticket_name(0, claim_token(claim), key)
+    (qdir / ticket).touch()
+    holder = subprocess.Popen(  # another process holds the entry's claim lock
+        [sys.executable, "-c", "import sys, time\nfrom executorlib_cache.store import Store\n"
+         f"with Store({str(store.root)!r}).claim({key!r}):\n"
+         "    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        worker = PoolWorker(str(store.root), "p1", "w1", claim_timeout=0.5)
+        assert worker.take(ticket)  # did not raise
+        assert (qdir / ticket).exists(), "the ticket was not put back"
+        assert worker.tasks == 0
+    finally:
+        holder.kill()
+        holder.wait()

@@ -46,7 +46,7 @@ def workers_of(cache_dir: Path) -> list[int]:
             cmd = (p / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"executorlib_cache.worker" in cmd and str(cache_dir).encode() in cmd:
+        if b"executorlib_cache.compute.worker" in cmd and str(cache_dir).encode() in cmd:
             stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
             if stat[0] != "Z":
                 pids.append(int(p.name))

@@ -33,10 +33,8 @@ if not SLURM_WANTED:
 
 require("pysqa")
 
-from executorlib_cache.cluster_executor import (  # noqa: E402
-    SlurmClusterExecutor,
-    terminate_tasks_in_cache,
-)
+from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.cluster_executor import SlurmClusterExecutor  # noqa: E402
 from executorlib_cache.errors import (  # noqa: E402
     SubmissionError,
     TaskDiedError,

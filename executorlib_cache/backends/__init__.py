@@ -1,33 +1,11 @@
-"""Backends by name: ``local`` here; ``slurm``/``flux`` when pysqa is installed.
+"""Where calls run, behind one interface (``base.py``): the driver side.
 
-The registry lets code that only has an entry's ``job.json`` (the CLI, a
-second driver) ask the right scheduler about it.
+* ``local.py``: persistent worker processes on this machine, fed over zmq;
+* ``cluster.py``: one SLURM/flux job per call;
+* ``pool.py``: calls packed into at most K SLURM/flux worker jobs (``max_workers``);
+* ``submission.py``: submitting through pysqa (templates, errors, throttle);
+* ``tracker.py``: one scheduler status call per tick for every job of a driver.
+
+The scheduler dialects they use are in ``schedulers/`` (pure, also used by the
+compute side); the claim protocol they follow is ``claims.py``.
 """
-
-from __future__ import annotations
-
-from .base import Backend
-from .local import LocalBackend
-
-
-def backend_class(name: str) -> type[Backend]:
-    if name == "local":
-        return LocalBackend
-    try:
-        from . import cluster
-    except ImportError:
-        return Backend
-    return cluster.backend_class(name)
-
-
-def query_job_states(backend: str, job_ids: list[str]) -> dict[str, str]:
-    """Scheduler state per job id (one scheduler call); unknown ids are absent."""
-    from . import cluster
-
-    return cluster.query_job_states(backend, job_ids)
-
-
-def cancel_jobs(backend: str, job_ids: list[str]) -> None:
-    from . import cluster
-
-    cluster.cancel_jobs(backend, job_ids)

@@ -1,71 +1,95 @@
-"""What every backend implements, and the events it reports to the poller.
+"""The backend interface: what every backend implements, and the events it reports.
 
-A backend only *runs* entries; the poller owns futures, dependencies and the
-cache.  Implementations: ``local`` (persistent worker processes over zmq),
-``slurm`` and ``flux`` (jobs through pysqa).
+A backend only *runs* entries.  The poller (``poller.py``) owns futures,
+dependencies and the cache, and calls a backend from its one thread::
+
+    poller loop                         backend
+    ───────────                         ───────
+    start(ctx) once                     open sockets / nothing
+    can_dispatch(task)? ── yes ──▶      dispatch(task, upstream_job_ids)
+    sockets ready        ──────▶        collect(ready)   -> [Event]   (messages)
+    every check_interval ──────▶        check(inflight)  -> [Event]   (stats, status)
+    future cancelled     ──────▶        cancel(task)
+    an owner died        ──────▶        adopt(key, job.json) under the claim lock
+    end                  ──────▶        shutdown(wait)
+
+Events: :class:`Started`, :class:`Finished` (a result or error is in the cache, or
+in the message), :class:`Died` (no result can come: the scheduler's state and log
+tail in the message), :class:`Requeue` (a worker died before starting the call:
+hand it out again) and :class:`SubmitFailed` (the scheduler refused the job).
+
+Implementations: ``local.py`` (persistent worker processes over zmq),
+``cluster.py`` (one batch job per call) and ``pool.py`` (calls packed into at most
+K worker jobs), the last two for SLURM and flux alike through a dialect
+(``schedulers/``).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from ..future import CacheFuture
-from ..liveness import identity, orphan_workers, owner_alive, pid_alive
-from ..store import HOST, STARTED_JSON, Store
-
-
-def claim_record(backend: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """The job.json a driver writes when it claims an entry, before any job exists."""
-    return {
-        "backend": backend, "job_id": None, "owner": identity(), "submitted": time.time(),
-        # task.json may come later (a local worker writes it): the graph needs these
-        "function": meta.get("function"), "upstream_keys": list(meta.get("dependencies", [])),
-    }
+from ..resources import Resources
+from ..store import Store
 
 
 @dataclass
 class Task:
-    """One entry this driver is responsible for (running it, or watching it)."""
+    """One entry this driver is responsible for (running it, or watching it).
+
+    ``payload`` is the pickled call; ``deps`` maps upstream keys to their futures;
+    ``meta`` is the task's metadata (``task.json``).  ``job_id`` is the scheduler job
+    that runs it (dependents are queued ``afterok`` on it); ``job`` is the backend's
+    own record of where it runs (a typed object per backend, opaque to the poller).
+    """
 
     key: str
     futures: list[CacheFuture]
     payload: bytes
-    resources: dict[str, Any]
+    resources: Resources
     deps: dict[str, CacheFuture]
     attached: bool = False  # another live process owns the claim: only watch the files
     dispatched: bool = False
     job_id: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # backend scratch space
+    job: Any = None
+    requeued: int = 0  # times handed out again after a worker died before starting it
     meta: dict[str, Any] = field(default_factory=dict)  # task.json content
 
 
 @dataclass
 class Finished:
+    """The call finished: ``status`` is ``"done"`` or ``"failed"``; ``payload`` None
+    means "read it from the store"."""
+
     key: str
-    status: str  # "done" | "failed"
-    payload: bytes | None = None  # None: read it from the store
+    status: str
+    payload: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Died:
+    """No result can come; ``state`` is the scheduler's (e.g. ``"CANCELLED"``,
+    ``"TIMEOUT"``) or how the process ended."""
+
     key: str
     message: str
-    state: str | None = None  # scheduler state, e.g. "CANCELLED", "TIMEOUT"
+    state: str | None = None
 
 
 @dataclass
 class Started:
+    """The call began running (the future turns RUNNING)."""
+
     key: str
 
 
 @dataclass
 class Requeue:
-    """A task handed to a worker that died before starting it: dispatch it again."""
+    """A call handed to a worker that died before starting it: dispatch it again."""
 
     key: str
     message: str = ""  # how the worker died, for the error if it keeps happening
@@ -73,6 +97,8 @@ class Requeue:
 
 @dataclass
 class SubmitFailed:
+    """The scheduler refused the job (or accepted one it can never run)."""
+
     key: str
     message: str
 
@@ -81,7 +107,9 @@ Event = Finished | Died | Started | SubmitFailed | Requeue
 
 
 class Backend:
-    """Base class; subclasses override what their scheduler needs."""
+    """Base class; subclasses override what their scheduler needs (see the module
+    docstring for when the poller calls what).  Every method runs in the poller's
+    thread, except :meth:`validate`, which ``submit()`` calls in the user's."""
 
     name = "base"
     #: the future turns RUNNING when handed over (a free local worker starts at once)
@@ -96,33 +124,39 @@ class Backend:
     #: the worker writes task.h5 (local: takes ~0.5 ms per task off the driver);
     #: cluster backends need it on disk before the job starts, so the driver writes it
     worker_writes_task = False
+    #: how many tasks are ready to dispatch (set by the poller before can_dispatch)
+    demand = 0
 
     def __init__(self, store: Store, max_workers: int | None = None) -> None:
         self.store = store
         self.max_workers = max_workers
 
-    def validate(self, resources: dict[str, Any]) -> None:
-        """Raise at submit() for resources this backend cannot honour."""
+    def validate(self, resources: Resources) -> None:
+        """Raise at ``submit()`` for resources this backend cannot honour
+        (``ValueError``/``ImportError`` naming the key and what to do instead)."""
 
     def start(self, ctx: zmq.Context) -> None:
         """Called once in the poller thread before the first dispatch."""
 
     def sockets(self) -> list[zmq.Socket]:
+        """zmq sockets the poller waits on besides its own (messages -> collect())."""
         return []
 
-    #: how many tasks are ready to dispatch (set by the poller before can_dispatch)
-    demand = 0
-
     def can_dispatch(self, task: Task) -> bool:
+        """Is there room for ``task`` now?  False keeps it (and all after it) ready."""
         return True
 
     def dispatch(self, task: Task, upstream_job_ids: list[str]) -> None:
+        """Hand ``task`` over: to a worker, or as a job queued ``afterok`` on
+        ``upstream_job_ids``.  Raises ``SubmissionError`` if refused."""
         raise NotImplementedError
 
     def collect(self, ready: set[Any]) -> list[Event]:
+        """Events from the sockets in ``ready`` (and batched work such as cancels)."""
         return []
 
     def check(self, tasks: dict[str, Task]) -> list[Event]:
+        """Events from looking at the in-flight ``tasks`` (files, processes, scheduler)."""
         return []
 
     def cancel(self, task: Task) -> None:
@@ -141,21 +175,6 @@ class Backend:
         """
         return False
 
-    # -------------------------------------------------------------- claims
-    @staticmethod
-    def claim_is_live(store: Store, key: str, job: dict[str, Any] | None) -> bool:
-        """Is somebody still going to finish this claimed entry?
 
-        Default (local): the owning driver is alive, or the runner process that
-        started it (started.json) is still alive on this host, or a worker of the
-        dead driver still lives (it may have the task in hand, not yet started).
-        """
-        if job is None:
-            return False
-        if owner_alive(job.get("owner"), store.root):
-            return True
-        started = store.read_json(key, STARTED_JSON)
-        if started and started.get("host") == HOST and "pid" in started:
-            return pid_alive(int(started["pid"]))
-        # a worker of the dead driver may hold the task without having started it yet
-        return bool(orphan_workers(job.get("owner"), store.root))
+__all__ = ["Backend", "Died", "Event", "Finished", "Requeue", "Started", "SubmitFailed",
+           "Task"]

@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 
 from ..mpi import mpiexec_path
+from ..resources import Resources
 from ..store import STARTED_JSON
 from .base import Backend, Died, Event, Finished, Requeue, Started, Task
 
@@ -51,6 +52,7 @@ class _Worker:
 
 
 def describe_exit(returncode: int) -> str:
+    """A ``Popen.returncode`` in words: ``killed by signal SIGKILL`` / ``exited with code 2``."""
     if returncode < 0:
         try:
             return f"killed by signal {signal.Signals(-returncode).name}"
@@ -60,6 +62,11 @@ def describe_exit(returncode: int) -> str:
 
 
 class LocalBackend(Backend):
+    """Persistent worker processes on this machine (see the module docstring).
+
+    ``max_workers`` (default: CPU count) caps processes and MPI slots together: an
+    MPI call of ``cores`` ranks occupies ``cores`` slots while it runs.
+    """
     name = "local"
     worker_writes_task = True
 
@@ -73,8 +80,8 @@ class LocalBackend(Backend):
         self.broken: str | None = None
 
     # ------------------------------------------------------------- submit side
-    def validate(self, resources: dict[str, Any]) -> None:
-        if resources.get("cores", 1) > 1:
+    def validate(self, resources: Resources) -> None:
+        if resources.cores > 1:
             if importlib.util.find_spec("mpi4py") is None:
                 raise ImportError(
                     f"resource_dict cores={resources['cores']} runs the function under MPI "
@@ -109,7 +116,7 @@ class LocalBackend(Backend):
             env.pop("XCACHE_SECRET_FILE", None)
             env["XCACHE_SECRET"] = self.store.secret  # type: ignore[assignment]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "executorlib_cache.worker", f"ipc://{self._dir}/workers",
+            [sys.executable, "-m", "executorlib_cache.compute.worker", f"ipc://{self._dir}/workers",
              str(self.store.root), oct(self.store.dir_mode)[2:], oct(self.store.file_mode)[2:],
              str(os.getpid())],
             stdin=subprocess.DEVNULL,
@@ -123,7 +130,7 @@ class LocalBackend(Backend):
     def _pick(self, task: Task) -> _Worker | None:
         """An idle worker if possible; for a 1-core task also one with room in its queue."""
         assert self.max_workers is not None
-        need = min(int(task.resources.get("cores", 1)), self.max_workers)
+        need = min(task.resources.cores, self.max_workers)
         ready = [w for w in self._workers.values() if w.ident is not None]
         idle = [w for w in ready if not w.keys]
         if idle and self._slots_used() + need <= self.max_workers:
@@ -166,10 +173,9 @@ class LocalBackend(Backend):
         worker = self._pick(task)
         assert worker is not None and worker.ident is not None
         worker.keys.append(task.key)
-        cores = min(int(task.resources.get("cores", 1)), self.max_workers)
+        cores = min(task.resources.cores, self.max_workers)
         if cores > 1:
             worker.mpi_slots = cores
-        task.info["worker_pid"] = worker.proc.pid
         self._sock.send_multipart(
             [worker.ident, b"run", task.key.encode(), task.payload,
              json.dumps(task.resources).encode(), json.dumps(task.meta, default=str).encode()]
@@ -229,7 +235,7 @@ class LocalBackend(Backend):
                 self._start_failures += 1
                 if self._start_failures >= MAX_START_FAILURES:
                     self.broken = (f"local worker processes cannot start ({sys.executable} -m "
-                                   f"executorlib_cache.worker {describe_exit(rc)}, "
+                                   f"executorlib_cache.compute.worker {describe_exit(rc)}, "
                                    f"{self._start_failures} times); see stderr above")
             for key in w.keys:
                 events.append(self._died(w, key, rc))

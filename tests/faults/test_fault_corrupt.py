@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
-from executorlib_cache.store import FORMAT_VERSION, CorruptEntryError, Store
+from executorlib_cache.errors import CorruptEntryError
+from executorlib_cache.store import FORMAT_VERSION, Store
 from faults.faultlib import check_no_false_files, executions, work, work_raises, xcache, xcache_ls
 
 

@@ -140,7 +140,7 @@ def test_standalone_runner_killed_at_crash_point(point, first, tmp_path, counts)
                        {"function": "work", "module": work.__module__, "resource_dict": {}})
     store.write_json(key, "job.json", {"backend": "local", "job_id": None,
                                        "owner": _dead_owner(), "submitted": time.time()})
-    proc = subprocess.run([PY, "-m", "executorlib_cache.runner", str(cache), key],
+    proc = subprocess.run([PY, "-m", "executorlib_cache.compute.runner", str(cache), key],
                           env=env_with(XCACHE_CRASH_AT=point), capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == -9, proc.stderr

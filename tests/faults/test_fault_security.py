@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 
 from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
+from executorlib_cache.errors import CorruptEntryError, TamperedEntryError
 from executorlib_cache.serialization import dumps
-from executorlib_cache.store import CorruptEntryError, Store, TamperedEntryError
+from executorlib_cache.store import Store
 from faults.faultlib import PY, Marker, env_with, work, xcache, xcache_ls
 
 SECRET = "correct horse battery staple"
@@ -229,7 +230,7 @@ def test_tampered_task_and_error_files_are_never_loaded(tmp_path, monkeypatch, c
     store.remove(key)
     forger.create_entry(key, dumps(Marker(str(marker))), {"resource_dict": {}})
     # the standalone runner (what a SLURM job runs) refuses it
-    proc = subprocess.run([PY, "-m", "executorlib_cache.runner", str(cache), key],
+    proc = subprocess.run([PY, "-m", "executorlib_cache.compute.runner", str(cache), key],
                           capture_output=True, text=True, timeout=60, env=env_with())
     assert proc.returncode == 1, proc.stderr  # recorded as a failure of this call:
     assert "signature does not match" in store.read_outcome(key).meta["error_message"]

@@ -36,10 +36,8 @@ if not slurm_wanted():
                 allow_module_level=True)
 require("pysqa")
 
-from executorlib_cache.cluster_executor import (  # noqa: E402
-    SlurmClusterExecutor,
-    terminate_tasks_in_cache,
-)
+from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.cluster_executor import SlurmClusterExecutor  # noqa: E402
 from executorlib_cache.errors import SubmissionError, TaskDiedError  # noqa: E402
 from executorlib_cache.store import JOB_JSON, Store  # noqa: E402
 
@@ -262,7 +260,7 @@ def test_persistent_sbatch_failure_fails_futures_with_sbatchs_text(tmp_path, cac
 
 @pytest.mark.timeout(90)
 def test_squeue_failing_just_below_the_limit_is_tolerated(tmp_path, cache, wrappers, counts):
-    from executorlib_cache.backends.cluster import MAX_STATUS_FAILURES
+    from executorlib_cache.backends.tracker import MAX_STATUS_FAILURES
 
     counter = str(tmp_path / "count")
     with SlurmClusterExecutor(cache_directory=cache) as exe:
@@ -277,12 +275,15 @@ def test_squeue_failing_just_below_the_limit_is_tolerated(tmp_path, cache, wrapp
 
 
 # ------------------------------------------------------------------ security on SLURM
-@pytest.mark.timeout(60)
-def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache):
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("max_workers", [None, 1], ids=["one-job-per-call", "pool-worker"])
+def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache, max_workers):
+    """Every file a job writes gets the executor's modes; pool workers too
+    (regression, issue 11: they got neither dir_mode nor file_mode)."""
     old = os.umask(0o022)
     try:
-        with SlurmClusterExecutor(cache_directory=cache, dir_mode=0o750,
-                                  file_mode=0o640) as exe:
+        with SlurmClusterExecutor(cache_directory=cache, dir_mode=0o750, file_mode=0o640,
+                                  max_workers=max_workers) as exe:
             fut = exe.submit(work, str(tmp_path / "count"), 3)
             assert fut.result(timeout=40) == 9
     finally:

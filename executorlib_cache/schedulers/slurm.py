@@ -1,11 +1,11 @@
-"""SLURM as pure functions: what to run, and how to read what it prints.
+"""SLURM as a dialect (:class:`~executorlib_cache.schedulers.Dialect`): pure functions.
 
 Why a module of small pure functions (PSI/J style) instead of a class that
 calls ``sbatch``: every rule about SLURM's command lines and output formats is
 testable without a scheduler (``tests/test_cluster_units.py``), and the one
-place that runs commands (``cluster.py``) is shared with flux.  Submission
-itself goes through pysqa with ``scheduler_templates/slurm.sh``; this module
-supplies the template variables and parses ``sbatch --parsable``.
+place that runs commands (``schedulers/commands.py``) is shared with flux.
+Submission itself goes through pysqa with ``scheduler_templates/slurm.sh``; this
+module supplies the template variables and parses what ``sbatch`` prints.
 
 Status is asked with ONE ``squeue`` per tick for *our* job ids only
 (``-j id1,id2,... -t all``), never every user's queue.  Finished jobs stay
@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
+
+from ..resources import Resources
+from .base import JobStatus, Phase, common_template_vars
 
 NAME = "slurm"
 QUEUE_TYPE = "SLURM"
@@ -33,19 +37,25 @@ SUPPORTED = frozenset({
 MAX_IDS_PER_QUERY = 1000
 STATUS_FORMAT = "%i|%T|%r"
 
-PENDING = frozenset({
-    "PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
-    "SPECIAL_EXIT",
-})
-RUNNING = frozenset({
-    "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING",
-})
-ENDED = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-    "BOOT_FAIL", "DEADLINE", "REVOKED",
-})
-#: ended states after which a result file may still be on its way (NFS): wait longer
-MAY_HAVE_RESULT = frozenset({"COMPLETED", "FAILED"})
+#: SLURM's job states (``squeue -o %T``, man squeue "JOB STATE CODES") -> the shared
+#: table.  COMPLETING is not final (the job's processes are still being cleaned up);
+#: a state not listed here (a newer SLURM) counts as QUEUED: active, not started.
+PHASES: dict[str, Phase] = {
+    **dict.fromkeys(("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                     "RESV_DEL_HOLD", "SPECIAL_EXIT"), Phase.QUEUED),
+    **dict.fromkeys(("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
+                     "STAGE_OUT", "RESIZING"), Phase.RUNNING),
+    "COMPLETED": Phase.COMPLETED,
+    "FAILED": Phase.FAILED,
+    **dict.fromkeys(("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+                     "BOOT_FAIL", "DEADLINE", "REVOKED"), Phase.KILLED),
+}
+
+
+def status(state: str, reason: str = "") -> JobStatus:
+    """A native state (any case) and reason -> :class:`JobStatus`."""
+    state = state.upper()
+    return JobStatus(state, PHASES.get(state, Phase.QUEUED), reason)
 
 
 def unsupported(resources: dict[str, Any]) -> list[str]:
@@ -70,17 +80,9 @@ def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
     ``run_time_max`` stays in seconds (the template rounds up to minutes, SLURM's
     unit); ``cwd`` is applied by the runner, not here.
     """
-    out: dict[str, Any] = {"cores": int(resources.get("cores", 1))}
-    threads = int(resources.get("threads_per_core", 1))
-    if threads > 1:
-        out["threads_per_core"] = threads
-    for key in ("gpus_per_core", "num_nodes", "run_time_max", "partition"):
-        if resources.get(key):
-            out[key] = resources[key]
+    out = common_template_vars(resources)
     if resources.get("memory_max"):
         out["memory_max"] = memory_spec(resources["memory_max"])
-    if resources.get("exclusive"):
-        out["exclusive"] = True
     if resources.get("slurm_cmd_args"):
         out["slurm_cmd_args"] = list(resources["slurm_cmd_args"])
     return out
@@ -92,28 +94,43 @@ def launcher(resources: dict[str, Any]) -> list[str]:
     ``srun`` does not inherit ``--cpus-per-task`` from sbatch since SLURM 22.05,
     so it is repeated.  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in CI).
     """
-    cores = int(resources.get("cores", 1))
-    if cores <= 1:
+    res = Resources.stored(resources)
+    if not res.mpi:
         return []
-    cmd = ["srun", "-n", str(cores)]
-    threads = int(resources.get("threads_per_core", 1))
-    if threads > 1:
-        cmd += ["-c", str(threads)]
+    cmd = ["srun", "-n", str(res.cores)]
+    if res.threads > 1:
+        cmd += ["-c", str(res.threads)]
     return cmd
 
 
-def parse_job_id(output: str) -> str:
-    """Job id from ``sbatch --parsable`` output: ``"123"`` or ``"123;cluster"``.
+_PARSABLE_ID = re.compile(r"(\d+)(?:;\S+)?")
+_SUBMITTED_ID = re.compile(r"Submitted batch job (\d+)(?: on cluster \S+)?")
 
-    Warnings may precede it; the id is the last non-empty line.
-    """
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError("sbatch printed no job id")
-    last = lines[-1].split(";")[0].split()[-1]
-    if not re.fullmatch(r"\d+(_\d+)?", last):
+
+def parse_job_id(output: str) -> str:
+    """The job id in what ``sbatch`` printed, in every documented form (man sbatch):
+    ``--parsable`` gives ``123`` or ``123;cluster`` (federation / multi-cluster),
+    plain sbatch ``Submitted batch job 123`` or ``... 123 on cluster ci``; warning
+    lines may come before or after it.  ``ValueError`` if no line holds an id."""
+    found = None
+    for line in output.splitlines():
+        line = line.strip()
+        m = _PARSABLE_ID.fullmatch(line) or _SUBMITTED_ID.fullmatch(line)
+        if m:
+            found = m.group(1)
+    if found is None:
         raise ValueError(f"cannot read a job id from sbatch output {output.strip()!r}")
-    return last
+    return found
+
+
+def normalize_job_id(text: str) -> str:
+    """The form recorded in entries: ``123`` (a ``;cluster`` suffix dropped)."""
+    return str(text).strip().split(";")[0]
+
+
+def current_job_id(environ: Mapping[str, str]) -> str | None:
+    """The id of the job this process runs in (``SLURM_JOB_ID``), or None."""
+    return environ.get("SLURM_JOB_ID") or None
 
 
 def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
@@ -124,9 +141,9 @@ def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
     return [*base, "-j", ",".join(job_ids)]
 
 
-def parse_status(output: str) -> dict[str, tuple[str, str]]:
-    """``id|STATE|reason`` lines -> {id: (STATE, reason)}; odd lines are skipped."""
-    states: dict[str, tuple[str, str]] = {}
+def parse_status(output: str) -> dict[str, JobStatus]:
+    """``id|STATE|reason`` lines -> {id: JobStatus}; odd lines are skipped."""
+    states: dict[str, JobStatus] = {}
     for line in output.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 2 or not re.fullmatch(r"\d+([_+]\S+)?", parts[0].strip()):
@@ -135,7 +152,7 @@ def parse_status(output: str) -> dict[str, tuple[str, str]]:
         if not state_words:
             continue
         reason = parts[2].strip() if len(parts) > 2 else ""
-        states[parts[0].strip()] = (state_words[0].upper(), "" if reason == "None" else reason)
+        states[parts[0].strip()] = status(state_words[0], "" if reason == "None" else reason)
     return states
 
 
@@ -154,9 +171,9 @@ def lookup_command(names: list[str]) -> list[str]:
 
 
 def parse_lookup(output: str, names: list[str] | None = None
-                 ) -> dict[str, tuple[str, str, str]]:
-    """``id|name|STATE|reason`` -> {name: (id, STATE, reason)}; the newest id wins."""
-    found: dict[str, tuple[str, str, str]] = {}
+                 ) -> dict[str, tuple[str, JobStatus]]:
+    """``id|name|STATE|reason`` -> {name: (id, JobStatus)}; the newest id wins."""
+    found: dict[str, tuple[str, JobStatus]] = {}
     for line in output.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3 or not parts[0].strip().isdigit() or not parts[2].split():
@@ -167,7 +184,7 @@ def parse_lookup(output: str, names: list[str] | None = None
         reason = parts[3].strip() if len(parts) > 3 else ""
         old = found.get(name)
         if old is None or int(jid) > int(old[0]):
-            found[name] = (jid, state, "" if reason == "None" else reason)
+            found[name] = (jid, status(state, "" if reason == "None" else reason))
     return found
 
 
@@ -190,18 +207,10 @@ def submit_error_is_transient(text: str) -> bool:
 
 
 def cancel_command(job_ids: list[str]) -> list[str]:
+    """ONE ``scancel`` for all ids."""
     return ["scancel", *job_ids]
 
 
-def is_active(state: str) -> bool:
-    """Queued or running; unknown (future) states count as active, to be safe."""
-    return state not in ENDED
-
-
-def is_running(state: str) -> bool:
-    return state in RUNNING
-
-
-def dependency_never_satisfied(state: str, reason: str) -> bool:
+def dependency_never_satisfied(job: JobStatus) -> bool:
     """An afterok upstream ended badly: SLURM cancels this job (kill-on-invalid-dep)."""
-    return reason == "DependencyNeverSatisfied"
+    return job.reason == "DependencyNeverSatisfied"

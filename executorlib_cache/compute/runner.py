@@ -3,8 +3,8 @@
 Used three ways, always through :func:`run_entry`:
 
 * inside a persistent local worker (``worker.py``), payload handed over by zmq;
-* as ``python -m executorlib_cache.runner CACHE KEY`` in a SLURM/flux job;
-* as ``mpiexec -n N python -m executorlib_cache.runner --mpi CACHE KEY`` (or
+* as ``python -m executorlib_cache.compute.runner CACHE KEY`` in a SLURM/flux job;
+* as ``mpiexec -n N python -m executorlib_cache.compute.runner --mpi CACHE KEY`` (or
   ``srun``) when ``cores > 1``: every rank runs the function, rank 0 gathers
   the results in rank order and writes them; a rank that raises writes the
   error and aborts the communicator so no rank hangs in a collective.
@@ -24,10 +24,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .deps import resolve_refs
-from .errors import UpstreamFailedError
-from .serialization import dumps, dumps_exception, loads
-from .store import STARTED_JSON, Store
+from ..deps import resolve_refs
+from ..errors import UpstreamFailedError
+from ..resources import Resources
+from ..schedulers import NAMES, dialect
+from ..serialization import dumps, dumps_exception, loads
+from ..store import STARTED_JSON, Store
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -83,8 +85,17 @@ def load_upstream(store: Store, key: str) -> Any:
     return loads(outcome.payload)
 
 
-def _job_id() -> str | None:
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("FLUX_JOB_ID")
+def job_id_here(backend: str) -> str | None:
+    """The scheduler job this process runs in, in the form the claim records
+    (SLURM: ``SLURM_JOB_ID``; flux: decimal, from ``FLUX_JOB_ID`` or, in a batch
+    script, ``FLUX_ENCLOSING_ID``).  A local runner inside an allocation reports
+    the allocation's job."""
+    names = [backend] if backend in NAMES else list(NAMES)
+    for name in names:
+        jid = dialect(name).current_job_id(os.environ)
+        if jid:
+            return str(jid)
+    return None
 
 
 def _call(store: Store, payload: bytes, resources: dict[str, Any]) -> Any:
@@ -102,7 +113,10 @@ def _call(store: Store, payload: bytes, resources: dict[str, Any]) -> Any:
         return fn(*args, **kwargs)
 
 
-def _failure(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
+def failure(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
+    """Payload and metadata of an exception raised while running a call
+    (``reason``: ``upstream`` for an :class:`UpstreamFailedError`, else ``raised``).
+    """
     payload, meta = dumps_exception(exc)
     meta["reason"] = "upstream" if isinstance(exc, UpstreamFailedError) else "raised"
     return payload, meta
@@ -117,20 +131,20 @@ def run_entry(
 ) -> tuple[str, bytes, dict[str, Any]]:
     """Run the entry in this process; return and persist (status, payload, meta)."""
     started = time.time()
-    job_id = _job_id()
+    job_id = job_id_here(backend)
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
             "backend": backend}
     store.write_json(key, STARTED_JSON, {**info, "started": started})
     try:
         if payload is None or resources is None:
             payload, task_meta = store.read_task(key)
-            resources = task_meta.get("resource_dict", {})
+            resources = Resources.stored(task_meta.get("resource_dict"))
         value = _call(store, payload, resources)
         extra: dict[str, Any] = {}
         status, out = "done", dumps(value)
     except Exception as exc:  # the function raised: that is data, not a crash
         status = "failed"
-        out, extra = _failure(exc)
+        out, extra = failure(exc)
     finished = time.time()
     meta = {**info, **extra, "started": started, "finished": finished,
             "runtime": finished - started}
@@ -138,7 +152,7 @@ def run_entry(
         store.write_outcome(key, status, out, meta)
     except Exception as exc:  # e.g. the return value was written but the disk is full
         status = "failed"
-        out, extra = _failure(exc)
+        out, extra = failure(exc)
         meta.update(extra)
         store.write_outcome(key, status, out, meta)
     return status, out, meta
@@ -151,7 +165,7 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     started = time.time()
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id(),
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id_here(backend),
             "backend": backend, "ranks": comm.Get_size()}
     if rank == 0:
         store.write_json(key, STARTED_JSON, {**info, "started": started})
@@ -160,7 +174,7 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         value = _call(store, payload, task_meta.get("resource_dict", {}))
         values = comm.gather(value, root=0)
     except Exception as exc:
-        out, extra = _failure(exc)
+        out, extra = failure(exc)
         finished = time.time()
         store.write_outcome(key, "failed", out, {**info, **extra, "rank": rank,
                                                  "started": started, "finished": finished,
@@ -176,14 +190,17 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         try:
             store.write_outcome(key, "done", dumps(values), meta)
         except Exception as exc:
-            out, extra = _failure(exc)
+            out, extra = failure(exc)
             store.write_outcome(key, "failed", out, {**meta, **extra})
             return "failed"
     return "done"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m executorlib_cache.runner")
+    """Command line of the runner; exit 0 result written, 1 the function raised,
+    2 the runner itself failed (message on stderr).
+    """
+    parser = argparse.ArgumentParser(prog="python -m executorlib_cache.compute.runner")
     parser.add_argument("cache_directory")
     parser.add_argument("key")
     parser.add_argument("--mpi", action="store_true", help="run under mpi4py (cores > 1)")

@@ -22,16 +22,21 @@ from typing import Any
 
 import zmq
 
-from .errors import TaskDiedError
-from .mpi import mpiexec_path
+from ..errors import TaskDiedError
+from ..mpi import mpiexec_path
+from ..resources import Resources
+from ..serialization import dumps_exception
+from ..store import Store
 from .runner import run_entry
-from .serialization import dumps_exception
-from .store import Store
 
 
 def run_mpi_task(store: Store, key: str, cores: int) -> tuple[str, bytes, dict[str, Any]]:
+    """Run an entry under ``mpiexec -n cores`` and return its outcome
+    ``(status, payload, meta)``; a run that wrote nothing is recorded as a
+    :class:`TaskDiedError` with the tail of mpiexec's stderr.
+    """
     mpiexec = mpiexec_path()
-    cmd = [str(mpiexec), "-n", str(cores), sys.executable, "-m", "executorlib_cache.runner",
+    cmd = [str(mpiexec), "-n", str(cores), sys.executable, "-m", "executorlib_cache.compute.runner",
            "--mpi", str(store.root), key]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     sys.stderr.buffer.write(proc.stderr)
@@ -118,8 +123,8 @@ def _take_messages(sock: zmq.Socket, queue: deque[list[bytes]]) -> bool:
 
 def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
     key, payload = msg[1].decode(), msg[2]
-    resources = json.loads(msg[3])
-    cores = int(resources.get("cores", 1))
+    resources = Resources.stored(json.loads(msg[3]))
+    cores = resources.cores
     try:
         # always: a task.h5 left by an earlier attempt may be damaged or tampered
         # with, and this claim's payload is what runs
@@ -149,6 +154,7 @@ def _send(sock: zmq.Socket, parts: list[bytes]) -> None:
 
 
 def main() -> None:
+    """``python -m executorlib_cache.compute.worker ADDR CACHE DIRMODE FILEMODE DRIVER_PID``."""
     address, cache_directory, dir_mode, file_mode, parent = sys.argv[1:6]
     serve(address, cache_directory, int(dir_mode, 8), int(file_mode, 8), int(parent))
 

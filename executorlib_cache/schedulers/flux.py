@@ -1,4 +1,8 @@
-"""flux as pure functions: the same contract as ``slurm.py``, flux's formats.
+"""flux as a dialect (:class:`~executorlib_cache.schedulers.Dialect`): pure functions.
+
+The same contract as ``slurm.py``, with flux's formats.  Observed behaviour of a
+real flux-core 0.88 is written down in ``shared/flux/FACTS.md`` of the project's
+steering repository; the parsers here follow it.
 
 Submission goes through pysqa's FLUX mode (``flux batch``) with
 ``scheduler_templates/flux.sh``; status is ONE ``flux jobs`` call with our ids
@@ -14,7 +18,11 @@ form is recorded next to it (``job_id_f58``) for people reading ``flux jobs``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
+
+from ..resources import Resources
+from .base import JobStatus, Phase, common_template_vars
 
 NAME = "flux"
 QUEUE_TYPE = "FLUX"
@@ -33,13 +41,27 @@ STATUS_FORMAT = "{id.dec}|{status}|{exception.type}|{exception.note}"
 LOOKUP_FORMAT = "{id.dec}|{name}|{status}|{exception.type}|{exception.note}"
 
 F58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-PENDING = frozenset({"NEW", "DEPEND", "PRIORITY", "SCHED"})
-RUNNING = frozenset({"RUN", "CLEANUP"})
-ENDED = frozenset({"COMPLETED", "FAILED", "CANCELED", "CANCELLED", "TIMEOUT", "INACTIVE"})
-MAY_HAVE_RESULT = frozenset({"COMPLETED", "FAILED", "INACTIVE"})
+#: flux's ``{status}`` names -> the shared table.  CLEANUP ("C") is not final: a
+#: cancelled or timed-out job shows it for 0.3-1 s before CANCELED/TIMEOUT (FACTS.md),
+#: and a job stays RUN about 1 s after its script wrote its result.  Unknown names
+#: count as QUEUED (active, not started).
+PHASES: dict[str, Phase] = {
+    **dict.fromkeys(("NEW", "DEPEND", "PRIORITY", "SCHED"), Phase.QUEUED),
+    **dict.fromkeys(("RUN", "CLEANUP"), Phase.RUNNING),
+    **dict.fromkeys(("COMPLETED", "INACTIVE"), Phase.COMPLETED),
+    "FAILED": Phase.FAILED,
+    **dict.fromkeys(("CANCELED", "CANCELLED", "TIMEOUT"), Phase.KILLED),
+}
+
+
+def status(state: str, reason: str = "") -> JobStatus:
+    """A native status name (any case) and reason -> :class:`JobStatus`."""
+    state = state.upper()
+    return JobStatus(state, PHASES.get(state, Phase.QUEUED), reason)
 
 
 def unsupported(resources: dict[str, Any]) -> list[str]:
+    """resource_dict keys flux cannot honour (``WHY_UNSUPPORTED`` says why)."""
     return sorted(set(resources) - SUPPORTED)
 
 
@@ -50,30 +72,24 @@ def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
     -> ``-g``, ``num_nodes`` -> ``-N``, ``run_time_max`` seconds -> ``-t Ns``,
     ``partition`` -> ``--queue``.
     """
-    out: dict[str, Any] = {"cores": int(resources.get("cores", 1))}
-    threads = int(resources.get("threads_per_core", 1))
-    if threads > 1:
-        out["threads_per_core"] = threads
-    for key in ("gpus_per_core", "num_nodes", "run_time_max", "partition"):
-        if resources.get(key):
-            out[key] = resources[key]
-    if resources.get("exclusive"):
-        out["exclusive"] = True
-    return out
+    return common_template_vars(resources)
 
 
 def launcher(resources: dict[str, Any]) -> list[str]:
-    cores = int(resources.get("cores", 1))
-    if cores <= 1:
+    """Prefix that starts the MPI ranks inside the batch job (``cores > 1``):
+    ``flux run -n N [-c T]`` (flux's PMI-1 serves the mpich wheel, FACTS.md).
+    """
+    res = Resources.stored(resources)
+    if not res.mpi:
         return []
-    cmd = ["flux", "run", "-n", str(cores)]
-    threads = int(resources.get("threads_per_core", 1))
-    if threads > 1:
-        cmd += ["-c", str(threads)]
+    cmd = ["flux", "run", "-n", str(res.cores)]
+    if res.threads > 1:
+        cmd += ["-c", str(res.threads)]
     return cmd
 
 
 def f58_decode(text: str) -> int:
+    """An F58 id (``ƒ...`` or ``f...``) -> the integer id; ``ValueError`` otherwise."""
     s = text.strip()
     if not s or s[0] not in ("\u0192", "f") or len(s) < 2:
         raise ValueError(f"not an F58 job id: {text!r}")
@@ -87,6 +103,7 @@ def f58_decode(text: str) -> int:
 
 
 def f58_encode(jobid: int) -> str:
+    """The integer id -> F58 with the ``ƒ`` prefix."""
     digits = ""
     while True:
         jobid, rem = divmod(jobid, 58)
@@ -105,6 +122,27 @@ def to_decimal(text: str) -> str:
     return str(f58_decode(s))
 
 
+def normalize_job_id(text: str) -> str:
+    """The form recorded in entries: decimal, which every flux command accepts in
+    any locale (FACTS.md: "Record one form consistently")."""
+    return to_decimal(str(text))
+
+
+def current_job_id(environ: Mapping[str, str]) -> str | None:
+    """The decimal id of the flux job this process runs in, or None.
+
+    A batch script has no ``FLUX_JOB_ID`` (only tasks of ``flux run``/``flux submit``
+    get it); it has ``FLUX_ENCLOSING_ID``, the batch job's id in F58 (FACTS.md)."""
+    for var in ("FLUX_JOB_ID", "FLUX_ENCLOSING_ID"):
+        raw = environ.get(var)
+        if raw:
+            try:
+                return to_decimal(raw)
+            except ValueError:
+                continue
+    return None
+
+
 def parse_job_id(output: str) -> str:
     """``flux batch`` prints the new id (F58) as the last word of its last line."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -118,6 +156,9 @@ def parse_job_id(output: str) -> str:
 
 
 def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
+    """ONE ``flux jobs`` for our ids with an explicit output format (a site's
+    default format may differ); our user's jobs (``-a``) if very many.
+    """
     base = ["flux", "jobs", "-n", "-o", STATUS_FORMAT]
     if mine or len(job_ids) > MAX_IDS_PER_QUERY:
         return [*base, "-a"]
@@ -129,15 +170,15 @@ def _reason(exc_type: str, note: str) -> str:
     return f"{exc_type}: {note}" if exc_type and note else exc_type or note
 
 
-def parse_status(output: str) -> dict[str, tuple[str, str]]:
-    """``dec|STATUS|exception type|note`` -> {dec id: (STATUS, reason)}."""
-    states: dict[str, tuple[str, str]] = {}
+def parse_status(output: str) -> dict[str, JobStatus]:
+    """``dec|STATUS|exception type|note`` -> {dec id: JobStatus}."""
+    states: dict[str, JobStatus] = {}
     for line in output.splitlines():
         parts = line.strip().split("|", 3)
         if len(parts) < 2 or not parts[0].strip().isdigit() or not parts[1].strip():
             continue
         parts += [""] * (4 - len(parts))
-        states[parts[0].strip()] = (parts[1].split()[0].upper(), _reason(parts[2], parts[3]))
+        states[parts[0].strip()] = status(parts[1].split()[0], _reason(parts[2], parts[3]))
     return states
 
 
@@ -154,8 +195,10 @@ def lookup_command(names: list[str]) -> list[str]:
     return ["flux", "jobs", "-a", "-n", "-o", LOOKUP_FORMAT]
 
 
-def parse_lookup(output: str, names: list[str] | None = None) -> dict[str, tuple[str, str, str]]:
-    found: dict[str, tuple[str, str, str]] = {}
+def parse_lookup(output: str, names: list[str] | None = None
+                 ) -> dict[str, tuple[str, JobStatus]]:
+    """``dec|name|STATUS|type|note`` -> {name: (id, JobStatus)}; the newest id wins."""
+    found: dict[str, tuple[str, JobStatus]] = {}
     for line in output.splitlines():
         parts = line.strip().split("|", 4)
         if len(parts) < 3 or not parts[0].strip().isdigit():
@@ -166,7 +209,7 @@ def parse_lookup(output: str, names: list[str] | None = None) -> dict[str, tuple
             continue
         old = found.get(name)
         if old is None or int(jid) > int(old[0]):
-            found[name] = (jid, parts[2].split()[0].upper(), _reason(parts[3], parts[4]))
+            found[name] = (jid, status(parts[2].split()[0], _reason(parts[3], parts[4])))
     return found
 
 
@@ -187,17 +230,10 @@ def submit_error_is_transient(text: str) -> bool:
 
 
 def cancel_command(job_ids: list[str]) -> list[str]:
+    """ONE ``flux cancel`` for all ids."""
     return ["flux", "cancel", *job_ids]
 
 
-def is_active(state: str) -> bool:
-    return state not in ENDED
-
-
-def is_running(state: str) -> bool:
-    return state in RUNNING
-
-
-def dependency_never_satisfied(state: str, reason: str) -> bool:
+def dependency_never_satisfied(job: JobStatus) -> bool:
     """flux raises a fatal "dependency" exception when afterok can never be met."""
-    return re.match(r"dependency\b", reason) is not None
+    return re.match(r"dependency\b", job.reason) is not None

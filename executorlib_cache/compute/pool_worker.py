@@ -1,32 +1,21 @@
 """The worker that runs inside a pool job (``max_workers=K`` of the cluster executors).
 
-    python -m executorlib_cache.pool_worker CACHE POOL --worker TOKEN --backend slurm \\
-        [--job-name NAME] [--time-limit SECONDS] [--idle SECONDS]
+    python -m executorlib_cache.compute.pool_worker CACHE POOL --worker TOKEN \\
+        --backend slurm [--job-name NAME] [--time-limit SECONDS] [--idle SECONDS] \\
+        [--dir-mode OCTAL --file-mode OCTAL]
 
 One scheduler job, many cache entries.  The driver (``backends/pool.py``) writes
-one empty *ticket* per ready entry into a small queue directory; workers take
-tickets with an atomic ``os.rename`` and run the entries with
-:func:`runner.run_entry`, in this process (``cores > 1``: ``srun``/``flux run``
-of the MPI runner inside the allocation).  Layout::
-
-    <cache>/.queue/<pool>/
-      0000000042.<token>.<key>       a ready entry nobody took yet (empty file)
-      .t.<worker>.<ticket>           taken: <worker> runs that entry right now
-      .exit.<worker>                 <worker> ended cleanly (JSON: why, how many tasks)
-      .stop                          the driver is done: workers exit
-      pool.json                      owner, backend and worker job ids (terminate_tasks_in_cache)
-      workers/<worker>/              job.out, job.err, run_queue.sh of each worker job
-
-Why a rename, not the claim lock, hands a ticket out: ``rename(2)`` of one name
-succeeds for exactly one caller (POSIX; also over NFS, where a lost reply of a
-retried RENAME can make the winner see ENOENT -- it then only skips a ticket,
-which the driver re-queues after its death/lost-ticket checks) and costs one
-metadata operation, where a lock per ticket costs an open, a flock and a close
-per *candidate*.  The claim lock still guards the entry itself: after the rename
-the worker checks, under the entry's claim lock, that ``job.json`` still names
-this pool and ticket (a driver that took the claim over in the meantime wrote
-another ticket: the stale one is dropped) and records its own job id there, so a
-claim is never run twice and ``xcache`` shows the worker's job id.
+one empty *ticket* per ready entry into a small queue directory
+(``pool_queue.py`` has the layout and why a rename hands a ticket out exactly
+once); this worker takes tickets and runs the entries with
+:func:`~executorlib_cache.compute.runner.run_entry`, in this process (``cores > 1``:
+``srun``/``flux run`` of the MPI runner inside the allocation).  After the rename
+it checks, under the entry's claim lock (:func:`claims.confirm_claim`), that
+``job.json`` still holds the claim the ticket was written for (a driver that took
+the claim over meanwhile wrote another ticket: the stale one is dropped) and
+records its own job id there, so a claim is never run twice and ``xcache`` shows
+the worker's job id.  A claim lock held too long by someone else puts the ticket
+back for a later try.
 
 The worker exits when the queue stayed empty for ``--idle`` seconds (a driver
 that is still submitting keeps its workers), when ``.stop`` appears or the
@@ -38,29 +27,32 @@ less than max(1.5 x the longest task it ran, a margin) is left.  Without
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from typing import Any
 
-from .backends.pool import (
+from ..claims import confirm_claim
+from ..errors import ClaimTimeoutError, TaskDiedError
+from ..pool_queue import (
     EXIT,
     IDLE_DEFAULT,
     STOP,
-    _unlink,
-    atomic_write,
-    claim_token,
     is_ticket,
     queue_dir,
     taken_name,
     ticket_key,
     ticket_token,
+    unlink,
     worker_dir,
+    write_json,
 )
+from ..resources import Resources
+from ..schedulers import dialect
+from ..store import ERROR, RESULT, Store
+from .runner import failure, run_entry
 
 #: seconds between looks at an empty queue: short at first, then up to POLL_MAX
 POLL_MIN, POLL_MAX = 0.002, 0.05
@@ -106,34 +98,32 @@ def process_age() -> float:
         return 0.0
 
 
-def own_job_id(backend: str) -> str | None:
-    """This job's id as the driver records it (flux: decimal, not F58)."""
-    if backend == "flux":
-        raw = os.environ.get("FLUX_JOB_ID")
-        if not raw:
-            return None
-        from .backends.flux import to_decimal
-
-        try:
-            return to_decimal(raw)
-        except ValueError:
-            return raw
-    return os.environ.get("SLURM_JOB_ID")
+#: seconds a worker waits for an entry's claim lock before it puts the ticket back
+CLAIM_WAIT = 30.0
 
 
 # ---------------------------------------------------------------------- the worker
 class PoolWorker:
+    """One worker job's loop: take tickets, confirm their claims, run the entries.
+
+    ``time_limit``/``idle`` in seconds; ``dir_mode``/``file_mode`` are the
+    executor's permissions, for every file this worker and its MPI runners write;
+    ``claim_timeout``: seconds to wait for an entry's claim lock before giving the
+    ticket back.
+    """
+
     def __init__(self, cache: str, pool: str, worker: str, backend: str = "slurm",
                  job_name: str | None = None, time_limit: float | None = None,
-                 idle: float = IDLE_DEFAULT, started: float | None = None) -> None:
-        from .store import Store
-
-        self.store = Store(cache, create=False)
+                 idle: float = IDLE_DEFAULT, started: float | None = None,
+                 dir_mode: int | None = None, file_mode: int | None = None,
+                 claim_timeout: float = CLAIM_WAIT) -> None:
+        self.store = Store(cache, create=False, dir_mode=dir_mode, file_mode=file_mode)
         self.cache = str(self.store.root)
         self.pool, self.worker, self.backend = pool, worker, backend
         self.qdir = queue_dir(self.store.root, pool)
         self._qdir = str(self.qdir)
-        self.job_id = own_job_id(backend)
+        self.claim_timeout = claim_timeout
+        self.job_id = dialect(backend).current_job_id(os.environ)
         self.job_name = job_name
         wdir = worker_dir(self.qdir, worker)
         self.stdout, self.stderr = str(wdir / "job.out"), str(wdir / "job.err")
@@ -187,93 +177,75 @@ class PoolWorker:
         except FileNotFoundError:
             return False  # another worker was faster, or the driver withdrew it
         key = ticket_key(ticket)
-        if not self._record(key, ticket, taken):
-            self.dropped += 1
-            _unlink(taken)
-            return True
-        t0 = time.monotonic()
-        self._run(key)
-        self.longest = max(self.longest, time.monotonic() - t0)
-        self.tasks += 1
-        _unlink(taken)  # only now: a worker that dies mid-task leaves it for the driver
-        return True
-
-    def _record(self, key: str, ticket: str, taken: str) -> bool:
-        """Under the entry's claim lock: is this ticket still the claim's?  If so,
-        write our job id into job.json (``xcache`` shows where the entry runs)."""
-        from filelock import Timeout
-
-        from .store import ERROR, JOB_JSON, RESULT
-
         try:
-            with self.store.claim(key, timeout=30):
-                job = self.store.read_json(key, JOB_JSON)
-                if not job or claim_token(job) != ticket_token(ticket):
-                    return False  # withdrawn, or taken over by another driver
-                names = self.store.names(key) or set()
-                if RESULT in names or ERROR in names:
-                    return False
-                job.update(job_id=self.job_id, job_name=self.job_name, stdout=self.stdout,
-                           stderr=self.stderr, pool=self.pool, ticket=ticket,
-                           attempt=int(job.get("attempt") or 1), queue_directory=self._qdir,
-                           worker=self.worker, taken=time.time())
-                self.store.write_json(key, JOB_JSON, job)
-        except Timeout:  # somebody holds the claim for long: put the ticket back
+            mine = confirm_claim(
+                self.store, key, ticket_token(ticket), self.claim_timeout,
+                job_id=self.job_id, job_name=self.job_name, stdout=self.stdout,
+                stderr=self.stderr, pool=self.pool, ticket=ticket, queue_directory=self._qdir,
+                worker=self.worker, taken=time.time())
+        except ClaimTimeoutError:  # somebody holds the claim for long: put the ticket back
             try:
                 os.rename(taken, f"{self._qdir}/{ticket}")
             except FileNotFoundError:
                 pass
             time.sleep(0.1)
-            return False
+            return True
+        if not mine:  # withdrawn, taken over by another driver, or finished
+            self.dropped += 1
+            unlink(taken)
+            return True
+        t0 = time.monotonic()
+        self._run(key)
+        self.longest = max(self.longest, time.monotonic() - t0)
+        self.tasks += 1
+        unlink(taken)  # only now: a worker that dies mid-task leaves it for the driver
         return True
 
     def _run(self, key: str) -> None:
-        from .runner import run_entry
-
         try:
             payload, meta = self.store.read_task(key)
-            resources = meta.get("resource_dict") or {}
+            resources: Resources | None = Resources.stored(meta.get("resource_dict"))
         except Exception:  # run_entry reads it again and records why it cannot
             payload, resources = None, None
-        if resources and int(resources.get("cores", 1)) > 1:
+        if resources is not None and resources.mpi:
             self._run_mpi(key, resources)
         else:
             run_entry(self.store, key, payload, resources, backend=self.backend)
 
-    def _run_mpi(self, key: str, resources: dict[str, Any]) -> None:
+    def _run_mpi(self, key: str, resources: Resources) -> None:
         """``srun -n N`` / ``flux run -n N`` of the MPI runner inside this allocation."""
-        from .backends import flux, slurm
-        from .errors import TaskDiedError
-        from .runner import _failure
-        from .store import ERROR, RESULT
-
-        sched = flux if self.backend == "flux" else slurm
-        argv = [*sched.launcher(resources), sys.executable, "-m", "executorlib_cache.runner",
-                "--mpi", "--backend", self.backend, self.cache, key]
+        modes = ["--dir-mode", oct(self.store.dir_mode)[2:],
+                 "--file-mode", oct(self.store.file_mode)[2:]]
+        argv = [*dialect(self.backend).launcher(resources), sys.executable, "-m",
+                "executorlib_cache.compute.runner", "--mpi", "--backend", self.backend,
+                *modes, self.cache, key]
         rc = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
         names = self.store.names(key) or set()
         if RESULT not in names and ERROR not in names:
             exc = TaskDiedError(f"{' '.join(argv[:3])} ... of task {key} exited with code {rc} "
                                 f"without a result (pool worker job {self.job_id})")
-            out, meta = _failure(exc)
+            out, meta = failure(exc)
             meta.update(reason="died", job_id=self.job_id, host=socket.gethostname(),
                         backend=self.backend, finished=time.time())
             self.store.write_outcome(key, "failed", out, meta)
 
     def say_goodbye(self, reason: str) -> None:
+        """Write ``.exit.<worker>`` (why it ended, tasks run): the driver then
+        knows it ended cleanly, without asking the scheduler.
+        """
         info = {"reason": reason, "tasks": self.tasks, "dropped": self.dropped,
                 "job_id": self.job_id, "host": socket.gethostname(), "pid": os.getpid(),
                 "longest": round(self.longest, 3), "ended": time.time()}
         try:
-            atomic_write(self.qdir / f"{EXIT}{self.worker}", json.dumps(info).encode(),
-                         self.store.file_mode)
+            write_json(self.qdir / f"{EXIT}{self.worker}", info, self.store.file_mode)
         except OSError:
             pass  # the driver removed the queue: nobody is waiting for this
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of a pool worker (see the module docstring); exit 0."""
     started = time.monotonic() - process_age()
-    parser = argparse.ArgumentParser(prog="python -m executorlib_cache.pool_worker")
+    parser = argparse.ArgumentParser(prog="python -m executorlib_cache.compute.pool_worker")
     parser.add_argument("cache_directory")
     parser.add_argument("pool")
     parser.add_argument("--worker", required=True, help="this worker's token (names files)")
@@ -283,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds this job may run (the executor's run_time_max)")
     parser.add_argument("--idle", type=float, default=IDLE_DEFAULT,
                         help="exit after the queue stayed empty this long")
+    parser.add_argument("--dir-mode", type=lambda v: int(v, 8), default=None,
+                        help="octal permissions of directories the tasks create")
+    parser.add_argument("--file-mode", type=lambda v: int(v, 8), default=None,
+                        help="octal permissions of files the tasks write")
     ns = parser.parse_args(argv)
     limit = ns.time_limit
     if limit is None and ns.backend == "slurm":
@@ -290,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         limit = None if left is None else left + (time.monotonic() - started)
         # (time left counts from now: add what already passed, so both count from start)
     worker = PoolWorker(ns.cache_directory, ns.pool, ns.worker, ns.backend, ns.job_name,
-                        limit, ns.idle, started)
+                        limit, ns.idle, started, dir_mode=ns.dir_mode, file_mode=ns.file_mode)
     reason = worker.serve()
     if not os.path.exists(worker.qdir / STOP):  # after .stop the driver is not listening
         worker.say_goodbye(reason)

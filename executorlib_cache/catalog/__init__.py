@@ -1,0 +1,71 @@
+"""The Python side of ``xcache``: list, describe, remove and prune cache entries.
+
+Four modules, one job each: ``select`` (parsing what the user asks for, choosing
+and ordering entries), ``scan`` (reading entries), ``report`` (rows, ``describe``,
+stats, the task graph), ``maintain`` (removing, pruning, cancelling jobs).
+
+Everything here reads entries through :class:`~executorlib_cache.store.Store` and
+never unpickles anything unless asked to (``load=True``).  A listing reads only
+directory listings and the small JSON files (``task.json``, ``job.json``,
+``started.json``, ``outcome.json``), so it works when the user's modules are not
+importable and stays fast for 100,000 entries.
+
+Statuses (``store.STATUSES``):
+
+``pending`` / ``queued`` / ``running`` / ``done`` / ``failed``
+    from which files exist (:meth:`Store.file_status`).
+``lost``
+    queued or running but nobody can finish it: a ``local`` entry whose owner
+    (``job.json``) is dead and whose runner (``started.json``) is not alive, or a
+    ``slurm``/``flux`` entry whose job the scheduler no longer knows (or reports as
+    ended) while no result was written.  The scheduler is asked once per backend.
+``corrupt``
+    no readable ``task.json``/``task.h5``, an empty ``.h5`` file, or (when the
+    ``.h5`` files are read: ``verify=True``, ``load=True``, :func:`describe`) an
+    unreadable ``task.h5``/``result.h5``/``error.h5``.
+``tampered``
+    an ``.h5`` file whose signature does not match ``XCACHE_SECRET`` (only seen
+    when the ``.h5`` files are read).
+
+No entry can make a listing fail: every problem is caught and shown as a status
+plus a ``problem`` text.
+"""
+
+from __future__ import annotations
+
+from ..errors import CatalogError
+from .maintain import (
+    RemovalPlan,
+    execute_removal,
+    plan_prune,
+    plan_removal,
+    prune,
+    remove_entries,
+    terminate_tasks_in_cache,
+)
+from .report import cache_stats, describe, get_cache_data, graph_from_cache
+from .scanner import FIELDS, Entry, gc_paused, scan
+from .select import (
+    ACTIVE,
+    FINISHED,
+    IN_FLIGHT,
+    SORT_FIELDS,
+    filter_entries,
+    needs_verify,
+    open_store,
+    parse_duration,
+    parse_size,
+    parse_statuses,
+    resolve_key,
+    sort_entries,
+    valid_name,
+)
+
+__all__ = [
+    "ACTIVE", "FIELDS", "FINISHED", "IN_FLIGHT", "SORT_FIELDS", "CatalogError", "Entry",
+    "RemovalPlan", "cache_stats", "describe", "execute_removal", "filter_entries",
+    "gc_paused", "get_cache_data", "graph_from_cache", "needs_verify", "open_store",
+    "parse_duration", "parse_size", "parse_statuses", "plan_prune", "plan_removal", "prune",
+    "remove_entries", "resolve_key", "scan", "sort_entries", "terminate_tasks_in_cache",
+    "valid_name",
+]

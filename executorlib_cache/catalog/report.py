@@ -1,0 +1,218 @@
+"""What the catalog reports: ``get_cache_data`` rows, ``describe`` of one entry,
+``cache_stats``, and the task graph of a cache directory."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import CatalogError
+from ..graph import TaskGraph, graph_from_rows
+from ..serialization import load_outcome
+from ..store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, STATUSES, TASK_JSON, Store
+from .scanner import Entry, _outcome_meta, gc_paused, scan
+from .select import FINISHED, filter_entries, open_store, resolve_key
+
+
+# ---------------------------------------------------------------- Python API
+def get_cache_data(
+    cache_directory: str | os.PathLike[str],
+    *,
+    load: bool = False,
+    verify: bool = False,
+    check_scheduler: bool = True,
+) -> list[dict[str, Any]]:
+    """One dict per entry with the fields of :data:`FIELDS`.
+
+    Made for ``pandas.DataFrame(get_cache_data(d))``; times are epoch seconds
+    (``pd.to_datetime(df.submitted, unit="s")``), ``size`` is bytes on disk.
+    Nothing is unpickled unless ``load=True``: then finished entries also get
+    ``result`` (the return value) or ``error`` (the exception), and
+    ``load_error`` when that failed (missing module, corrupt or tampered file).
+    A cache directory that does not exist (yet) has no entries: ``[]``.
+    """
+    if not isinstance(cache_directory, Store) and not os.path.exists(cache_directory):
+        return []
+    store = open_store(cache_directory)
+    entries = scan(store, verify=verify or load, check_scheduler=check_scheduler)
+    with gc_paused():
+        rows = [e.row() for e in entries]
+    if load:
+        for e, row in zip(entries, rows, strict=True):
+            row.update(_loaded(store, e))
+            if row["load_error"] and e.status not in FINISHED + ("corrupt", "tampered"):
+                row["load_error"] = None  # in flight: nothing to load yet, not a problem
+    return rows
+
+
+def _loaded(store: Store, e: Entry) -> dict[str, Any]:
+    """``result``/``error``/``load_error`` of an entry, as ``load=True`` gives them."""
+    out: dict[str, Any] = {"result": None, "error": None, "load_error": None}
+    if e.status in FINISHED:
+        name = "result" if e.status == "done" else "error"
+        out[name], out["load_error"] = _load_outcome(store, e)
+    elif e.status in ("corrupt", "tampered"):
+        out["load_error"] = e.problem
+    else:
+        out["load_error"] = f"entry is {e.status}: nothing to load"
+    return out
+
+
+def _load_outcome(store: Store, e: Entry) -> tuple[Any, str | None]:
+    """Unpickle an entry's result or exception: (value, None) or (None, why not)."""
+    try:
+        outcome = store.read_outcome(e.key)
+        if outcome is None:
+            return None, "no result or error file"
+        value, exc = load_outcome(outcome.status, outcome.payload, outcome.meta)
+    except Exception as err:  # anything a foreign pickle can raise
+        return None, f"{type(err).__name__}: {err}"
+    if outcome.status == "failed":  # as a future raises it: remote traceback as cause
+        return exc, None
+    if exc is not None:
+        return None, f"{type(exc).__name__}: {exc}"
+    return value, None
+
+
+def _tail(path: Path, lines: int) -> list[str] | None:
+    """The last ``lines`` lines of a text file (None if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read()
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:] if lines > 0 else []
+
+
+def describe(
+    cache_directory: str | os.PathLike[str] | Store,
+    key: str,
+    *,
+    load: bool = False,
+    tail: int = 20,
+    check_scheduler: bool = True,
+) -> dict[str, Any]:
+    """Everything known about one entry (``key`` may be a unique prefix).
+
+    The ``.h5`` files are read (so ``corrupt``/``tampered`` are found) but not
+    unpickled unless ``load=True`` (``result``/``error``, or ``load_error``).
+    Log files named in ``job.json`` are given with their last ``tail`` lines.
+    """
+    store = open_store(cache_directory)
+    key = resolve_key(store, key)
+    found = scan(store, keys=[key], verify=True, disk=True, check_scheduler=check_scheduler)
+    if not found:
+        raise CatalogError(f"entry {key} is empty (its creation was interrupted) or was "
+                           "just removed")
+    e = found[0]
+    info: dict[str, Any] = e.row()
+    task = store.read_json(key, TASK_JSON) or {}
+    job = store.read_json(key, JOB_JSON) or {}
+    outcome = store.read_json(key, OUTCOME_JSON)
+    if outcome is None and e.status in FINISHED:
+        outcome = _outcome_meta(store, e) or {}
+    info.update(
+        qualname=task.get("qualname"),
+        args=task.get("args"),
+        kwargs=task.get("kwargs"),
+        resource_dict=task.get("resource_dict"),
+        submit_host=task.get("host"),
+        user=task.get("user"),
+        python=task.get("python"),
+        version=task.get("version"),
+        cloudpickle=task.get("cloudpickle"),
+        payload_size=task.get("payload_size"),
+        result_size=(outcome or {}).get("size"),
+        traceback=(outcome or {}).get("traceback"),
+        job=job,
+        task=task,
+        started_info=store.read_json(key, STARTED_JSON),
+        outcome=outcome,
+        path=str(store.entry_dir(key)),
+        disk_size=e.disk_size,
+        logs={},
+    )
+    workdir = job.get("working_directory")
+    for stream in ("stdout", "stderr"):
+        p = job.get(stream)
+        if not p:
+            continue
+        path = Path(str(p))
+        if not path.is_absolute() and workdir:
+            path = Path(str(workdir)) / path
+        info["logs"][stream] = {"path": str(path), "tail": _tail(path, tail)}
+    if load:
+        info.update(_loaded(store, e))
+    return info
+
+
+
+# ---------------------------------------------------------------- stats and prune
+def cache_stats(cache_directory: str | os.PathLike[str] | Store, *,
+                check_scheduler: bool = True) -> dict[str, Any]:
+    """Counts per status and function, oldest and newest entry, sizes.
+
+    ``size`` (also per function) is bytes on disk; ``payload_size`` the pickled
+    bytes of tasks and results.
+    """
+    store = open_store(cache_directory)
+    entries = scan(store, disk=True, check_scheduler=check_scheduler)
+    by_function: dict[str, dict[str, int]] = {}
+    for e in entries:
+        f = by_function.setdefault(e.function or "?", {"entries": 0, "size": 0})
+        f["entries"] += 1
+        f["size"] += e.disk_size or 0
+    dated = [e for e in entries if e.submitted is not None]
+    oldest = min(dated, key=lambda e: e.submitted or 0.0, default=None)
+    newest = max(dated, key=lambda e: e.submitted or 0.0, default=None)
+    status_counts = Counter(e.status for e in entries)
+    return {
+        "directory": str(store.root),
+        "entries": len(entries),
+        "size": sum(e.disk_size or 0 for e in entries),
+        "payload_size": sum(e.size or 0 for e in entries),
+        "by_status": {s: status_counts[s] for s in STATUSES if status_counts[s]},
+        "by_function": dict(sorted(by_function.items(), key=lambda kv: -kv[1]["entries"])),
+        "oldest": oldest.submitted if oldest else None,
+        "oldest_key": oldest.key if oldest else None,
+        "newest": newest.submitted if newest else None,
+        "newest_key": newest.key if newest else None,
+    }
+
+
+
+
+def graph_from_cache(
+    cache_directory: str | os.PathLike[str],
+    *,
+    status: Iterable[str] | None = None,
+    function: str | None = None,
+    check_scheduler: bool = True,
+) -> TaskGraph:
+    """The task graph of a cache directory (optionally only some statuses/functions).
+
+    Filtering keeps an edge only when both ends are shown, so a filtered graph
+    never invents ``missing`` nodes for entries that merely were filtered out.
+    """
+    store = open_store(cache_directory)
+    entries = scan(store, check_scheduler=check_scheduler)
+    for e in entries:
+        if e.dependencies is None:  # no task.json yet (a local entry not yet run, or one
+            # failed upstream before reaching a worker): the claim lists them too
+            deps = (store.read_json(e.key, JOB_JSON) or {}).get("upstream_keys")
+            if isinstance(deps, list):
+                e.dependencies = [str(d) for d in deps]
+    shown = filter_entries(entries, status=set(status) if status else None, function=function)
+    keep = {e.key for e in shown}
+    rows = [e.row() for e in shown]
+    if status or function:
+        for row in rows:
+            row["dependencies"] = [d for d in row.get("dependencies") or () if d in keep]
+    return graph_from_rows(rows)
