@@ -366,3 +366,24 @@ def test_permanent_or_persistent_sbatch_errors_fail(rig: Any,
             break
     (ev,) = events
     assert "Socket timed out" in ev.message and "gave up after 4 attempts" in ev.message
+
+
+def test_a_pool_asks_about_its_jobs_and_its_workers_in_one_status_call(
+        rig: Any, tmp_path: Path) -> None:
+    """Regression (issue 11): a pool with calls that run as their own jobs made two
+    status calls per tick (one for the jobs, one for the workers).  Both now share
+    one tracker: one call names every id."""
+    from executorlib_cache.backends.pool import PoolBackend
+    from executorlib_cache.backends.workers import Worker
+
+    _backend, scripted, _task, _check, store = rig
+    pool = PoolBackend(store, slurm, 1, resources={"cores": 1})
+    own = Task("own", [CacheFuture("own")], b"", Resources({"cores": 4}), {})
+    store.make_entry_dir("own")
+    pool.jobs._track(own, {"job_name": "own.x"}, "41")
+    pool.workers.all["w1"] = Worker("w1", "xcache-pool.w1", job_id="42")
+    scripted.answers = [{"41": ("RUNNING", ""), "42": ("RUNNING", "")}]
+    for _ in range(3):
+        pool.stat.next_at = pool.jobs.stat.next_at = pool.tracker.backoff.next_at = 0.0
+        pool.check({"own": own})
+    assert scripted.queries == [["41", "42"]] * 3
