@@ -293,6 +293,13 @@ def test_ids_are_f58_with_the_hook_under_utf8_and_plain_f_under_lang_c(fake_flux
         assert re.fullmatch(r"f[1-9A-HJ-NP-Za-km-z]+", jid), label
         assert field(jid, "{id}", env=env) == jid, label
         assert field(jid, "{id}") == "\u0192" + jid[1:], label  # same job, UTF-8 caller
+    # the stand-in bindings (tests/fakes/pyflux) print ids the same way
+    code = "from flux.job import JobID; import sys; print(JobID(sys.argv[1]).f58)"
+    pyflux = env_with(PYTHONPATH=str(FAKES / "pyflux"))
+    for lang, prefix in (("C.UTF-8", "\u0192"), ("C", "f")):
+        res = subprocess.run([sys.executable, "-c", code, utf8], capture_output=True,
+                             text=True, env={**pyflux, "LANG": lang}, check=True)
+        assert res.stdout.strip() == prefix + utf8[1:], lang
 
 
 def test_every_command_accepts_decimal_ids(fake_flux):
