@@ -270,12 +270,14 @@ def test_without_flux_uri_or_system_instance_flux_fails_and_pysqa_raises(fake_fl
     """FACTS.md: "Without FLUX_URI, its [pysqa's] status call raises AttributeError
     instead of an error result" - because `flux jobs` cannot connect."""
     monkeypatch.delenv("FAKE_FLUX_STATE")
+    monkeypatch.chdir(fake_flux)  # pysqa writes its pysqa.err into the cwd
     res = flux("jobs", "-a")
     assert res.returncode == 1 and "Unable to connect to Flux" in res.stderr
     from pysqa import QueueAdapter
 
     with pytest.raises(AttributeError):
         QueueAdapter(queue_type="flux").get_status_of_jobs(process_id_lst=[1])
+    assert "Unable to connect to Flux" in (fake_flux / "pysqa.err").read_text()
 
 
 # ================================================================= job ids
