@@ -33,6 +33,7 @@ class _ClusterExecutor(BaseExecutor):
         resource_dict: dict[str, Any] | None = None,
         pysqa_config_directory: str | os.PathLike[str] | None = None,
         *,
+        pmi_mode: str | None = None,
         secret: str | bytes | None = None,
         **options: Any,
     ) -> None:
@@ -46,10 +47,15 @@ class _ClusterExecutor(BaseExecutor):
         ``max_workers`` also the size and time limit of every worker job.
         ``pysqa_config_directory``: your own pysqa ``queue.yaml`` + templates
         instead of the shipped ``scheduler_templates``.
+        ``pmi_mode``: the PMI of MPI ranks in every job, e.g. ``"pmix"`` for OpenMPI 5
+        (flux: ``flux run -o pmi=pmix``; SLURM: ``srun --mpi=pmix``); a call's
+        ``resource_dict["pmi_mode"]`` overrides it.
         ``secret``: sign entries (passed on to the jobs as ``XCACHE_SECRET``).
         Other keyword options (e.g. ``progress``) go to :class:`BaseExecutor`.
         """
         self._pysqa_config_directory = pysqa_config_directory
+        if pmi_mode is not None:
+            resource_dict = {"pmi_mode": pmi_mode, **(resource_dict or {})}
         super().__init__(cache_directory, max_workers, resource_dict, secret=secret,
                          **options)
 

@@ -226,7 +226,13 @@ class Poller:
             self._enqueue(task)
 
     def _enqueue(self, task: Task) -> None:
-        """Owned task: ready now, or blocked until its upstreams progress."""
+        """Owned task: failed at once (an upstream already failed or was cancelled:
+        it never reaches a worker or a job), ready now, or blocked until its
+        upstreams progress."""
+        failed = self._failed_upstream(task)
+        if failed is not None:
+            self._fail(task, failed, reason="upstream")
+            return
         pending = [k for k, f in task.deps.items() if not self._dep_satisfied(k, f)]
         if not pending:
             self._ready.append(task)
@@ -376,6 +382,9 @@ class Poller:
                     continue
             try:
                 self.backend.dispatch(task, self._upstream_job_ids(task))
+            except UpstreamFailedError as exc:
+                self._fail(task, exc, reason="upstream")
+                continue
             except Exception as exc:
                 err = exc if isinstance(exc, SubmissionError) else SubmissionError(str(exc))
                 self._fail(task, err, reason="submit")

@@ -21,7 +21,10 @@ RESOURCE_KEYS: dict[str, str] = {
     "num_nodes": "int >= 1: nodes for the job",
     "run_time_max": "int seconds > 0: wall-time limit",
     "memory_max": "number > 0: memory limit in GB",
-    "partition": "str: scheduler partition/queue",
+    "partition": "str: scheduler partition (SLURM) or queue (flux)",
+    "queue": "str: the same as partition (flux's word; --queue / --partition)",
+    "pmi_mode": "str: PMI of MPI ranks in a job, e.g. 'pmix' for OpenMPI 5 (flux run -o "
+                "pmi=..., srun --mpi=...)",
     "cwd": "str: working directory of the function",
     "cache_key": "str: explicit cache key instead of the content hash",
     "exclusive": "bool: exclusive node allocation",
@@ -132,9 +135,16 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
         m = merged["memory_max"]
         if isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0:
             raise ValueError(f"resource_dict['memory_max'] must be a number > 0 (GB), got {m!r}")
-    for name in ("partition", "cwd"):
+    for name in ("partition", "queue", "cwd"):
         if name in merged and not isinstance(merged[name], str):
             raise ValueError(f"resource_dict[{name!r}] must be a str, got {merged[name]!r}")
+    if "partition" in merged and "queue" in merged and merged["partition"] != merged["queue"]:
+        raise ValueError(f"resource_dict has partition={merged['partition']!r} and "
+                         f"queue={merged['queue']!r}: they name the same thing, give one")
+    if "pmi_mode" in merged and not (isinstance(merged["pmi_mode"], str)
+                                     and re.fullmatch(r"[A-Za-z0-9_,.-]+", merged["pmi_mode"])):
+        raise ValueError("resource_dict['pmi_mode'] must be a PMI name such as 'pmix', "
+                         f"'pmi2' or 'simple', got {merged['pmi_mode']!r}")
     if "exclusive" in merged and not isinstance(merged["exclusive"], bool):
         raise ValueError(f"resource_dict['exclusive'] must be a bool, got {merged['exclusive']!r}")
     if "slurm_cmd_args" in merged:

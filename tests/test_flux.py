@@ -24,7 +24,7 @@ from conftest import require
 
 require("pysqa")
 
-from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.catalog import get_cache_data, terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.cluster_executor import FluxClusterExecutor  # noqa: E402
 from executorlib_cache.errors import (  # noqa: E402
     SubmissionError,
@@ -163,28 +163,50 @@ def test_future_cancel_withdraws_a_queued_job(cache: Path) -> None:
     exe.shutdown()
 
 
-def test_what_flux_cannot_do_is_refused(cache: Path) -> None:
+def test_what_flux_cannot_do_is_refused(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys flux cannot honour are refused at submit(); an impossible request (more
+    cores than the instance has, GPUs on a node without) is accepted by flux and
+    failed at once with ``exception type=alloc "unsatisfiable request ..."``
+    (FACTS.md): the future fails within seconds with flux's own text as a
+    SubmissionError -- the request was never runnable -- not as a dead job."""
     with FluxClusterExecutor(cache_directory=cache) as exe:
         with pytest.raises(ValueError, match="memory_max"):
             exe.submit(add, 1, 2, resource_dict={"memory_max": 2})
         with pytest.raises(ValueError, match="slurm_cmd_args"):
             exe.submit(add, 1, 2, resource_dict={"slurm_cmd_args": ["--qos=high"]})
-        fut = exe.submit(add, 1, 2, resource_dict={"cores": 64})  # more than the node has
-        exc = fut.exception(timeout=10)
-    assert isinstance(exc, SubmissionError) and "unsatisfiable" in str(exc), repr(exc)
+        t0 = time.monotonic()
+        cores = exe.submit(add, 1, 2, resource_dict={"cores": 64})  # more than the node has
+        gpus = exe.submit(add, 1, 3, resource_dict={"gpus_per_core": 1})  # no GPU there
+        excs = [cores.exception(timeout=20), gpus.exception(timeout=20)]
+        latency = time.monotonic() - t0
+    for exc in excs:
+        assert isinstance(exc, SubmissionError) and not isinstance(exc, TaskDiedError), repr(exc)
+        assert "unsatisfiable request" in str(exc) and "alloc" in str(exc), repr(exc)
+    assert latency < 10, latency
+    assert get_cache_data(cache)[0]["reason"] == "submit"
 
 
-def test_purged_job_ids_fall_back_to_our_users_listing(cache: Path) -> None:
-    """``flux jobs ID...`` fails as a whole on one unknown id; the backend then
-    lists our user's jobs (one more call) instead of failing every future."""
+def test_flux_jobs_with_unknown_ids_is_read_as_flux_prints_it(cache: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """``flux jobs ID...`` prints the known rows (exit 0) and ``JobID <id> unknown``
+    on stderr for each purged id; with none known it exits 1 (FACTS.md).  Both
+    read as "these ids are unknown", never as a scheduler failure."""
     from executorlib_cache.schedulers.commands import query_states
 
     with FluxClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(add, 1, 2)
         assert fut.result(timeout=30) == 3
     jid = job_of(cache, fut.key)["job_id"]
-    states = query_states(flux_mod, [jid, "123456789"])
-    assert states == {jid: flux_mod.status("COMPLETED")}
+    wait_for(lambda: flux_status(jid) == "COMPLETED", 10, "the job to leave R")
+    proc = subprocess.run(["flux", "jobs", "-n", jid, "123456789"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "JobID 123456789 unknown" in proc.stderr
+    assert query_states(flux_mod, [jid, "123456789"]) == {jid: flux_mod.status("COMPLETED")}
+    proc = subprocess.run(["flux", "jobs", "-n", "123456789"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "JobID 123456789 unknown" in proc.stderr
+    assert query_states(flux_mod, ["123456789", "987654321"]) == {}
+    assert flux_mod.status_error(1, proc.stderr) == "empty"
 
 
 def test_secret_reaches_the_jobs(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -176,6 +176,12 @@ class ClusterBackend(Backend):
                     return
             self._submit(task, upstream_job_ids)
         except SubmissionError as e:
+            if self.sched.dependency_refused(str(e)) and attempt < len(SUBMIT_RETRY_DELAYS):
+                # an upstream ended between our look and the submission: its future
+                # resolves in a moment (the poller then fails this task with
+                # UpstreamFailedError); if it succeeded, the retry needs no afterok
+                self._defer(task, upstream_job_ids, attempt + 1)
+                return
             if attempt >= len(SUBMIT_RETRY_DELAYS) or \
                     not self.sched.submit_error_is_transient(str(e)):
                 if attempt:
@@ -307,10 +313,14 @@ class ClusterBackend(Backend):
             if not isinstance(job, Job) or job.retry_at is None or task.job_id \
                     or key in finished:
                 continue
+            if any(f.done() and (f.cancelled() or f.exception() is not None)
+                   for f in task.deps.values()):
+                job.retry_at = None  # an upstream failed: the poller fails this task
+                continue
             if now >= job.retry_at:
                 job.retry_at = None
                 try:
-                    self._submit_or_defer(task, job.retry_upstream)
+                    self._submit_or_defer(task, self._pending_upstream_ids(task))
                 except SubmissionError as e:
                     events.append(SubmitFailed(key, str(e)))
                     continue
@@ -367,7 +377,11 @@ class ClusterBackend(Backend):
             st = poll.statuses.get(str(task.job_id))
             job.status = st
             ev: Event | None = None
-            if st is not None and self.sched.dependency_never_satisfied(st):
+            if st is not None and self.sched.unsatisfiable(st):
+                finished.add(key)  # the request can never run: refused, not died
+                ev = SubmitFailed(key, f"{self.name} cannot run job {task.job_id} of task "
+                                       f"{key}: {st.reason or st.state}")
+            elif st is not None and self.sched.dependency_never_satisfied(st):
                 ev = self._upstream_broken(task)
             elif st is not None and st.active:
                 job.seen_alive = True
@@ -400,13 +414,18 @@ class ClusterBackend(Backend):
             return self._resubmit(task)
         return None
 
-    def _resubmit(self, task: Task) -> Event | None:
+    def _pending_upstream_ids(self, task: Task) -> list[str]:
+        """Job ids of the upstreams that have not finished (afterok on those only)."""
         upstream = []
         for up_key, fut in task.deps.items():
             if not fut.done():
                 up = claims.read_claim(self.store, up_key) or {}
                 if up.get("job_id"):
                     upstream.append(str(up["job_id"]))
+        return upstream
+
+    def _resubmit(self, task: Task) -> Event | None:
+        upstream = self._pending_upstream_ids(task)
         self.submitter.take_token()
         if isinstance(task.job, Job):
             task.job.submit_attempts = 0
@@ -428,11 +447,25 @@ class ClusterBackend(Backend):
         else:
             what = f"{who} ended {st.state}{f' ({st.reason})' if st.reason else ''} " \
                    "without a result"
-        err = record.get("stderr")
+        err = log_file(self.sched, record, str(task.job_id))
         text = tail(err)
         if text:
             return f"{what}\n--- last lines of {err} ---\n{text}"
         return f"{what} (nothing on stderr{f': {err}' if err else ''})"
+
+
+def log_file(sched: ModuleType, record: dict[str, Any], job_id: str) -> str | None:
+    """The job's stderr named in its claim or, if that file does not exist (a user's
+    template that names no output), the file the scheduler writes by default."""
+    err = record.get("stderr")
+    if err and os.path.exists(str(err)):
+        return str(err)
+    workdir = record.get("working_directory")
+    if workdir and job_id:
+        for path in sched.default_log_files(job_id, str(workdir)):
+            if os.path.exists(path):
+                return path
+    return str(err) if err else None
 
 
 __all__ = ["ClusterBackend", "GRACE_KILLED", "Job", "SUBMIT_RETRY_DELAYS", "grace_for",

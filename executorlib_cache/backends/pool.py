@@ -35,6 +35,7 @@ the exactly-once hand-out)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -87,6 +88,10 @@ class Ticket:
     def open(self) -> bool:
         """Queued or taken: the call may still run."""
         return self.state in ("queued", "taken")
+
+
+def _refused(message: str, key: str) -> Event:
+    return SubmitFailed(key, message)
 
 
 def _ticket(task: Task) -> Ticket | None:
@@ -478,7 +483,16 @@ class PoolBackend(Backend):
                             f"({MAX_STATUS_FAILURES} failures in a row): {poll.error}",
                             state="UNKNOWN"))
             return events
-        soonest = self.workers.apply_statuses(watched, poll, now)
+        for w in watched:
+            st = poll.statuses.get(str(w.job_id))
+            if st is not None and self.sched.unsatisfiable(st) and w.token:
+                # the worker's request can never run (flux: "unsatisfiable request"):
+                # as a refused submission, the calls waiting for a worker fail now
+                w.status, w.ended, w.handled, w.ended_at = st, True, True, now
+                msg = (f"cannot start a {self.name} pool worker job for this task: "
+                       f"{self.name} cannot run {w.describe(self.name)}: {st.reason}")
+                events += self._fail_waiting(functools.partial(_refused, msg))
+        soonest = self.workers.apply_statuses([w for w in watched if not w.ended], poll, now)
         if soonest is not None:
             self.stat.soon(min(soonest, now + STAT_MIN))
         return events

@@ -218,8 +218,9 @@ class Submitter:
         return env
 
     def queue_for(self, resources: dict[str, Any]) -> str | None:
-        """A ``partition`` that names a pysqa queue selects it; else the primary."""
-        part = resources.get("partition")
+        """A ``partition``/``queue`` that names a pysqa queue selects it; else None
+        (pysqa's primary queue; the name still reaches the job script)."""
+        part = resources.get("queue") or resources.get("partition")
         if part and part in self.queue_config:
             return str(part)
         return None

@@ -96,6 +96,15 @@ class Dialect(Protocol):
     def dependency_never_satisfied(self, status: JobStatus) -> bool:
         """The job waits on an ``afterok`` upstream that can never succeed."""
 
+    def unsatisfiable(self, status: JobStatus) -> bool:
+        """The scheduler accepted the job but can never run it (a refused request)."""
+
+    def dependency_refused(self, text: str) -> bool:
+        """A submission error saying an ``afterok`` upstream already failed or is gone."""
+
+    def default_log_files(self, job_id: str, working_directory: str) -> list[str]:
+        """Where the scheduler writes a job's output when no file was named."""
+
 
 def common_template_vars(resources: dict[str, Any]) -> dict[str, Any]:
     """The template variables every scheduler's template takes the same way:

@@ -30,7 +30,7 @@ QUEUE_TYPE = "FLUX"
 CONFIG_FILES = ("flux.yaml", "queue.yaml")
 SUPPORTED = frozenset({
     "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
-    "partition", "exclusive", "cwd", "cache_key",
+    "partition", "queue", "exclusive", "cwd", "cache_key", "pmi_mode",
 })
 WHY_UNSUPPORTED = {
     "memory_max": "flux batch has no memory limit option",
@@ -70,9 +70,12 @@ def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
 
     ``cores`` -> ``-n`` (slots), ``threads_per_core`` -> ``-c``, ``gpus_per_core``
     -> ``-g``, ``num_nodes`` -> ``-N``, ``run_time_max`` seconds -> ``-t Ns``,
-    ``partition`` -> ``--queue``.
+    ``queue`` (or ``partition``, SLURM's word for it) -> ``--queue``.
     """
-    return common_template_vars(resources)
+    out = common_template_vars(resources)
+    if resources.get("queue"):
+        out["partition"] = resources["queue"]
+    return out
 
 
 def launcher(resources: dict[str, Any]) -> list[str]:
@@ -85,6 +88,8 @@ def launcher(resources: dict[str, Any]) -> list[str]:
     cmd = ["flux", "run", "-n", str(res.cores)]
     if res.threads > 1:
         cmd += ["-c", str(res.threads)]
+    if resources.get("pmi_mode"):  # e.g. "pmix" for OpenMPI 5 (flux-pmix plugin)
+        cmd += ["-o", f"pmi={resources['pmi_mode']}"]
     return cmd
 
 
@@ -156,12 +161,13 @@ def parse_job_id(output: str) -> str:
 
 
 def status_command(job_ids: list[str], mine: bool = False) -> list[str]:
-    """ONE ``flux jobs`` for our ids with an explicit output format (a site's
-    default format may differ); our user's jobs (``-a``) if very many.
-    """
+    """ONE ``flux jobs`` for our ids with an explicit output format: a site's default
+    format may differ (named queues add a QUEUE column that breaks pysqa's parser,
+    FACTS.md).  Our user's jobs (``-a``, with a count above flux's default 1000)
+    when there are very many ids."""
     base = ["flux", "jobs", "-n", "-o", STATUS_FORMAT]
     if mine or len(job_ids) > MAX_IDS_PER_QUERY:
-        return [*base, "-a"]
+        return [*base, "-a", "-c", str(2 * len(job_ids) + MAX_IDS_PER_QUERY)]
     return [*base, *job_ids]
 
 
@@ -182,17 +188,27 @@ def parse_status(output: str) -> dict[str, JobStatus]:
     return states
 
 
+_UNKNOWN_ID = re.compile(r"JobID \S+ unknown|unknown job id")
+
+
 def status_error(returncode: int, stderr: str) -> str:
-    """``flux jobs ID...`` fails as a whole on one unknown (purged) id: then list
-    our user's jobs instead (``"mine"``), in the same tick."""
-    if "unknown job id" in stderr or "unknown job" in stderr:
-        return "mine"
+    """A failed ``flux jobs ID...``.  flux prints ``JobID <id> unknown`` on stderr for
+    every unknown (purged) id; it exits 0 with the rows of the known ones, and 1 only
+    when NONE is known (FACTS.md): then ``"empty"``.  Anything else is an error."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    if lines and all(_UNKNOWN_ID.search(ln) for ln in lines):
+        return "empty"
     return "error"
 
 
 def lookup_command(names: list[str]) -> list[str]:
-    """flux filters by one name only: list our user's jobs and filter (ONE call)."""
-    return ["flux", "jobs", "-a", "-n", "-o", LOOKUP_FORMAT]
+    """ONE ``flux jobs`` call.  flux filters by one name (``--name``), so one name is
+    asked for directly; several are found in our user's listing (``-a`` counts at
+    most ``-c`` jobs: 1000 by default, raised here)."""
+    base = ["flux", "jobs", "-a", "-n", "-o", LOOKUP_FORMAT]
+    if len(names) == 1:
+        return [*base, f"--name={names[0]}"]
+    return [*base, "-c", str(MAX_IDS_PER_QUERY + 10 * len(names))]
 
 
 def parse_lookup(output: str, names: list[str] | None = None
@@ -232,6 +248,32 @@ def submit_error_is_transient(text: str) -> bool:
 def cancel_command(job_ids: list[str]) -> list[str]:
     """ONE ``flux cancel`` for all ids."""
     return ["flux", "cancel", *job_ids]
+
+
+def unsatisfiable(job: JobStatus) -> bool:
+    """flux accepted a job it can never run and failed it at once: ``exception
+    type=alloc "unsatisfiable request ..."`` (more cores or GPUs than the instance
+    has; FACTS.md).  The request was never runnable: a refused submission, not a
+    job that died."""
+    return not job.active and job.reason.startswith("alloc")
+
+
+def dependency_refused(text: str) -> bool:
+    """``flux batch`` refused an ``afterok`` on an upstream that already failed, was
+    cancelled or is unknown (FACTS.md: ``dependency: afterok: job ... failed or was
+    canceled`` / ``id N: job not found``)."""
+    return "dependency" in text and ("failed or was canceled" in text
+                                     or "job not found" in text)
+
+
+def default_log_files(job_id: str, working_directory: str) -> list[str]:
+    """Where flux writes a job's output when the template names no file:
+    ``flux-{{id}}.out`` in the submission directory, the id in F58 with the ``ƒ``
+    character whatever the locale (FACTS.md)."""
+    try:
+        return [f"{working_directory}/flux-{f58_encode(int(to_decimal(job_id)))}.out"]
+    except ValueError:
+        return []
 
 
 def dependency_never_satisfied(job: JobStatus) -> bool:

@@ -31,7 +31,8 @@ CONFIG_FILES = ("queue.yaml",)
 #: every resource_dict key SLURM honours (cache_key is the executor's own)
 SUPPORTED = frozenset({
     "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
-    "memory_max", "partition", "exclusive", "slurm_cmd_args", "cwd", "cache_key",
+    "memory_max", "partition", "queue", "exclusive", "slurm_cmd_args", "cwd", "cache_key",
+    "pmi_mode",
 })
 #: more ids than this and squeue lists our user's jobs instead of a -j list
 MAX_IDS_PER_QUERY = 1000
@@ -81,6 +82,8 @@ def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
     unit); ``cwd`` is applied by the runner, not here.
     """
     out = common_template_vars(resources)
+    if resources.get("queue"):  # SLURM calls its queues partitions
+        out["partition"] = resources["queue"]
     if resources.get("memory_max"):
         out["memory_max"] = memory_spec(resources["memory_max"])
     if resources.get("slurm_cmd_args"):
@@ -100,6 +103,8 @@ def launcher(resources: dict[str, Any]) -> list[str]:
     cmd = ["srun", "-n", str(res.cores)]
     if res.threads > 1:
         cmd += ["-c", str(res.threads)]
+    if resources.get("pmi_mode"):  # else the cluster's MpiDefault
+        cmd += [f"--mpi={resources['pmi_mode']}"]
     return cmd
 
 
@@ -209,6 +214,24 @@ def submit_error_is_transient(text: str) -> bool:
 def cancel_command(job_ids: list[str]) -> list[str]:
     """ONE ``scancel`` for all ids."""
     return ["scancel", *job_ids]
+
+
+def unsatisfiable(job: JobStatus) -> bool:
+    """SLURM refuses an impossible request at submission (sbatch's error): a job it
+    accepted is never "unsatisfiable" here."""
+    return False
+
+
+def dependency_refused(text: str) -> bool:
+    """sbatch refused a dependency: ``Job dependency problem`` (the upstream is
+    unknown or already ended badly)."""
+    return "Job dependency problem" in text
+
+
+def default_log_files(job_id: str, working_directory: str) -> list[str]:
+    """Where SLURM writes a job's output when the template names no file:
+    ``slurm-<id>.out`` in the working directory (man sbatch, ``--output``)."""
+    return [f"{working_directory}/slurm-{job_id}.out"]
 
 
 def dependency_never_satisfied(job: JobStatus) -> bool:

@@ -14,6 +14,35 @@ F58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 F58_PREFIXES = ("\u0192", "f")  # "ƒ", or "f" where the locale is not UTF-8
 
 
+def _start_environ() -> dict[str, str]:
+    """The environment the process started with: Python's locale coercion (PEP
+    538) adds LC_CTYPE=C.UTF-8 to os.environ under LANG=C."""
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            items = fh.read().split(b"\0")
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.partition(b"=") for item in items)
+    env = {os.fsdecode(k): os.fsdecode(v) for k, sep, v in pairs if sep}
+    if "FLUX_F58_FORCE_ASCII" in os.environ:  # set later by the program itself
+        env["FLUX_F58_FORCE_ASCII"] = os.environ["FLUX_F58_FORCE_ASCII"]
+    return env
+
+
+def _utf8_locale() -> bool:
+    """Like tests/fakes/flux (FACTS.md, /work/shared/flux/FACTS.md: ids print as
+    "ƒ..." under a UTF-8 locale, "f..." under LANG=C or with FLUX_F58_FORCE_ASCII):
+    the first set of LC_ALL, LC_CTYPE, LANG the process started with decides."""
+    env = _start_environ()
+    if "FLUX_F58_FORCE_ASCII" in env:
+        return False
+    for var in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = env.get(var)
+        if value:
+            return "utf-8" in value.lower() or "utf8" in value.lower()
+    return False
+
+
 def id_parse(jobid_str: str) -> int:
     """Parse any supported job id encoding to an int (ValueError if invalid)."""
     s = str(jobid_str).strip()
@@ -56,8 +85,7 @@ def id_encode(jobid: int, encoding: str = "f58") -> str:
             digits = F58_ALPHABET[rem] + digits
             if jobid == 0:
                 break
-        ascii_only = os.environ.get("FLUX_F58_FORCE_ASCII")
-        return ("f" if ascii_only else "\u0192") + digits
+        return ("\u0192" if _utf8_locale() else "f") + digits
     raise ValueError(f"unsupported jobid encoding: {encoding}")
 
 
