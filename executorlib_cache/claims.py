@@ -107,6 +107,15 @@ def release(store: Store, key: str) -> None:
         pass
 
 
+def release_if_mine(store: Store, key: str) -> None:
+    """Give the claim back if this process holds it (a submit() interrupted between
+    claiming and handing the task to the poller).  Under the claim lock."""
+    with store.claim(key):
+        job = read_claim(store, key)
+        if job and job.get("owner") == identity() and not job.get("job_id"):
+            release(store, key)
+
+
 def adopt_record(store: Store, key: str, job: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a dead owner's claim with this process as owner (under the lock);
     ``adopted_from`` keeps who had it."""
@@ -299,6 +308,7 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
 
 __all__ = [
     "ClaimView", "Claimant", "adopt_record", "claim", "claim_record", "claim_token",
-    "confirm_claim", "is_live", "lost_reasons", "read_claim", "release", "take_over",
+    "confirm_claim", "is_live", "lost_reasons", "read_claim", "release", "release_if_mine",
+    "take_over",
     "update_claim", "write_claim",
 ]

@@ -66,15 +66,6 @@ class _ClusterExecutor(BaseExecutor):
         return PoolBackend(self._store, sched, max_workers, self._pysqa_config_directory,
                            resources=self._resources)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """``wait=False`` does not wait for results, but it does wait until every
-        call is in the scheduler's queue (dependents with ``afterok``), so the whole
-        graph runs after this process exits; a later run collects the results."""
-        super().shutdown(wait=wait, cancel_futures=cancel_futures)
-        if not wait:
-            self._poller.join()
-            self._heartbeat.stop()
-
 
 class SlurmClusterExecutor(_ClusterExecutor):
     """Every call is one SLURM job (sbatch through pysqa); results come back

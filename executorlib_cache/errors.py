@@ -9,6 +9,7 @@ traceback text as ``__cause__`` (:class:`RemoteTraceback`).  Everything below
     ├── UpstreamFailedError    a call could not run: a call it depends on failed
     ├── SubmissionError        the scheduler refused the job (its own text in the message)
     ├── SchedulerError         a scheduler command could not run or failed (status, cancel)
+    ├── DetachedError          the executor stopped watching a call that goes on without it
     ├── SerializationError     an argument or return value cannot be pickled (also TypeError)
     ├── RemoteError            stands in for a remote exception that cannot be unpickled
     ├── RemoteTraceback        the traceback text of a remote exception (as ``__cause__``)
@@ -86,6 +87,14 @@ class SubmissionError(XCacheError, RuntimeError):
 class SchedulerError(XCacheError, RuntimeError):
     """A scheduler command (``squeue``, ``flux jobs``, ``scancel``...) could not be
     run, timed out or failed; the message carries its stderr."""
+
+
+class DetachedError(XCacheError):
+    """The executor stopped watching this call before it finished -- Ctrl-C during
+    ``shutdown()``, or ``shutdown(wait=False)`` of a cluster executor -- while the
+    call goes on in its worker or job and writes its result into the cache, where a
+    re-run (or :func:`~executorlib_cache.get_future_from_cache`) finds it.  The
+    message says where it goes on."""
 
 
 class SerializationError(XCacheError, TypeError):
@@ -172,7 +181,7 @@ class UpstreamFailedError(XCacheError, RuntimeError):
 
 
 __all__ = [
-    "BrokenExecutor", "CatalogError", "ClaimTimeoutError", "CorruptEntryError",
+    "BrokenExecutor", "CatalogError", "ClaimTimeoutError", "CorruptEntryError", "DetachedError",
     "GraphvizMissingError", "RemoteError", "RemoteTraceback", "SchedulerError",
     "SerializationError", "SubmissionError", "TamperedEntryError", "TaskDiedError",
     "UpstreamFailedError", "XCacheError",

@@ -16,23 +16,23 @@ import getpass
 import os
 import platform
 import reprlib
+import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Literal
 
 import cloudpickle
-import zmq
 
 from . import claims
 from ._version import __version__
 from .backends.base import Backend, Task
 from .backends.local import LocalBackend
 from .deps import replace_futures
-from .errors import CorruptEntryError
+from .errors import BrokenExecutor, CorruptEntryError
 from .fileio import HOST
 from .future import CacheFuture
 from .graph import GraphRecorder
@@ -49,11 +49,23 @@ _exiting = False
 
 
 def _python_exit() -> None:
-    """Like concurrent.futures: at interpreter exit, finish what was submitted."""
+    """Like concurrent.futures: at interpreter exit, finish what was submitted.
+
+    A Ctrl-C while it waits is handled by ``shutdown()`` (one line on stderr, what
+    runs goes on, the rest is cancelled) and ends the waiting here, without a
+    traceback from the exit hook."""
     global _exiting
     _exiting = True
+    # the script ended with a Ctrl-C it did not catch: stop, do not wait for more
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for exe in list(_live_executors):
-        exe.shutdown(wait=True)
+        try:
+            if interrupted:
+                exe.__exit__(KeyboardInterrupt, None, None)
+            else:
+                exe.shutdown(wait=True)
+        except KeyboardInterrupt:
+            continue
 
 
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
@@ -102,17 +114,21 @@ class BaseExecutor(Executor):
         if resource_dict and "cache_key" in resource_dict:
             raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
         self._resources = merge_resources(None, resource_dict)
+        # nothing is created on disk before every check passed (a refused path or
+        # configuration leaves no empty cache directory behind)
         self._store = Store(cache_directory or default_cache_directory(), secret=secret,
                             dir_mode=_mode("dir_mode", dir_mode, 0o700),
-                            file_mode=_mode("file_mode", file_mode, 0o600))
+                            file_mode=_mode("file_mode", file_mode, 0o600), create=None)
         self._backend = self._make_backend(max_workers)
         self._backend.validate(self._resources)
-        self._ctx = zmq.Context()
-        self._poller = Poller(self._store, self._backend, self._ctx)
-        self._heartbeat = Heartbeat(self._store.root)
-        self._heartbeat.start()
+        self._store.prepare()
+        # no thread, socket or file until the first submit(): an executor that is
+        # created and dropped (a re-run notebook cell) holds nothing to clean up
+        self._poller = Poller(self._store, self._backend)
+        self._heartbeat = Heartbeat(self._store.root, self._store.file_mode)
         self._shutdown_lock = threading.Lock()
         self._closed = False
+        self._observers_closed = False
         self._progress = ProgressTracker(type(self).__name__) if progress else None
         self._graph_file = plot_dependency_graph_filename
         draw = plot_dependency_graph or plot_dependency_graph_filename is not None
@@ -148,7 +164,7 @@ class BaseExecutor(Executor):
         :class:`ClaimTimeoutError` when another live process holds the entry's lock.
         """
         if self._closed:
-            raise RuntimeError("cannot submit after shutdown()")
+            raise RuntimeError("cannot schedule new futures after shutdown")
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r:.80}")
         resources = merge_resources(self._resources, resource_dict)
@@ -163,12 +179,21 @@ class BaseExecutor(Executor):
             return future
         payload = dumps_call(fn, args, kwargs)
         meta = self._task_meta(key, fn, args, kwargs, resources, list(deps), len(payload))
-        mode = claims.claim(self._store, key, self._backend, payload, meta)
-        if mode == "hit" and self._resolve_from_cache(future):
-            return future
-        future._on_cancel = self._poller.cancel
-        self._poller.put(Task(key, [future], payload, resources, deps,
-                              attached=(mode == "attached"), meta=meta))
+        try:
+            mode = claims.claim(self._store, key, self._backend, payload, meta)
+            if mode == "hit" and self._resolve_from_cache(future):
+                return future
+            future._on_cancel = self._poller.cancel
+            if not self._poller.started:
+                self._heartbeat.start()
+            self._poller.put(Task(key, [future], payload, resources, deps,
+                                  attached=(mode == "attached"), meta=meta))
+        except BaseException:
+            # a Ctrl-C (or any error) between the claim and the hand-over: give the
+            # claim back, or this live process would own an entry nobody runs
+            if not future.done():
+                claims.release_if_mine(self._store, key)
+            raise
         return future
 
     def _resolve_from_cache(self, future: CacheFuture) -> bool:
@@ -213,6 +238,7 @@ class BaseExecutor(Executor):
             "args": _repr.repr(args)[:300],
             "kwargs": _repr.repr(kwargs)[:300],
             "payload_size": size,
+            "argv": list(sys.argv),  # the call sees the driver's sys.argv (not part of the key)
         }
 
     # ------------------------------------------------------------------ shutdown
@@ -228,24 +254,67 @@ class BaseExecutor(Executor):
         with self._shutdown_lock:
             first = not self._closed
             self._closed = True
-        if cancel_futures:
-            for f in self._poller.unresolved_futures():
-                f.cancel()
-        if first:
-            self._poller.stop(detach=not wait)
-        if wait:
-            self._poller.join()
-            self._heartbeat.stop()
-            self._ctx.destroy(linger=0)  # every socket is closed once the poller ended
+        if self._poller.started:
+            if cancel_futures:
+                for f in self._poller.unresolved_futures():
+                    f.cancel()
+            if first:
+                self._poller.stop(detach=not wait)
+            if wait or self._backend.detach_on_shutdown:
+                # (cluster: wait=False still waits until every call is in the queue)
+                try:
+                    self._poller.wait()
+                except KeyboardInterrupt:
+                    self._interrupted()
+                    raise
+                self._heartbeat.stop()
         if first:
             self._close_observers()
         if wait and self._poller.error is not None:
-            raise RuntimeError("executorlib_cache poller failed") from self._poller.error
+            raise BrokenExecutor("executorlib_cache poller failed") from self._poller.error
         _live_executors.discard(self)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        """``with`` ends with ``shutdown(wait=True)``, as in ``concurrent.futures``;
+        ended by a Ctrl-C (KeyboardInterrupt), it stops at once instead (see
+        :meth:`shutdown`) and the interrupt goes on to the caller."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            with self._shutdown_lock:
+                self._closed = True
+            if self._poller.started and not self._poller.done.is_set():
+                self._interrupted()
+            self._close_observers()
+            _live_executors.discard(self)
+            return False
+        self.shutdown(wait=True)
+        return False
+
+    def _interrupted(self) -> None:
+        """Ctrl-C while waiting: stop now and say, in one line, what was left.
+
+        Calls that had not started are cancelled and local calls are stopped (their
+        workers are killed: nothing keeps running on this machine); SLURM/flux jobs
+        and pool workers go on and write their results into the cache.  Every future
+        is resolved (cancelled, CancelledError, or DetachedError saying where the
+        call goes on).  Settling takes milliseconds; another Ctrl-C meanwhile only
+        stops the waiting for it.
+        """
+        self._poller.interrupt()
+        try:
+            self._poller.wait(timeout=INTERRUPT_SETTLE)
+        except KeyboardInterrupt:
+            pass
+        self._heartbeat.stop()
+        if self._poller.interrupted is not None:
+            sys.stderr.write(self._poller.interrupted.line() + "\n")
+            sys.stderr.flush()
 
     def _close_observers(self) -> None:
         """Final progress counts; the graph of what was submitted (a failure to draw
-        is a warning: every result is in the cache already)."""
+        is a warning: every result is in the cache already).  Runs once."""
+        if self._observers_closed:
+            return
+        self._observers_closed = True
         if self._progress is not None:
             self._progress.close()
         if self._graph is not None:
@@ -254,6 +323,10 @@ class BaseExecutor(Executor):
             except Exception as e:
                 warnings.warn(f"executorlib_cache: dependency graph not drawn: {e}",
                               stacklevel=3)
+
+
+#: seconds a Ctrl-C waits for the poller to settle what is left (it takes milliseconds)
+INTERRUPT_SETTLE = 5.0
 
 
 def _mode(name: str, mode: int | None, owner: int) -> int | None:

@@ -62,12 +62,11 @@ from __future__ import annotations
 
 import copyreg
 import enum
-import hashlib
 import re
 import struct
 import sys
 import types
-import weakref
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -79,45 +78,49 @@ import cloudpickle
 
 from executorlib_cache.deps import DependencyRef
 
+from .fingerprint import (
+    Fingerprinter,
+    _is_pandas,
+    _new_hash,
+    _qualified_name,
+)
+
 KEY_VERSION = 1
 
 _KEY_TAG = b"xcache-key-v%d\0" % KEY_VERSION
 _NAME_MAX = 40
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _NAN = struct.pack("<d", float("nan"))
-_SIMPLE_TYPES = frozenset({type(None), bool, int, float, str, bytes})
-_BUILTIN_CALLABLES = (
-    types.BuiltinFunctionType,
-    types.MethodWrapperType,
-    types.WrapperDescriptorType,
-    types.MethodDescriptorType,
-    types.ClassMethodDescriptorType,
-)
-#: class attributes that say where/how a class was defined, not what it does;
-#: ``__slotnames__`` is added lazily by copyreg, ``__firstlineno__`` by Python 3.13
-_UNHASHED_CLASS_ATTRS = frozenset(
-    {"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__slotnames__",
-     "__firstlineno__", "__static_attributes__"}
-)
-_MISSING = object()
-_LENGTH = object()  # read-record key meaning "len(mapping)"
-_CELL = object()  # read-record key meaning "the contents of this closure cell"
-_MEMO_MAX = 4096
 
-#: fingerprint memo: function or class -> (digest, reads); a read is
-#: (mapping, key, value seen), (mapping, _LENGTH, length) or (cell, _CELL, contents)
-_FINGERPRINTS: weakref.WeakKeyDictionary[Callable, tuple[bytes, tuple]] = (
-    weakref.WeakKeyDictionary()
-)
+
+class CacheKeyWarning(UserWarning):
+    """A function reads a global whose value is not part of its cache key."""
+
+
+_WARNED: set[str] = set()
 
 
 def task_key(fn: Callable, args: tuple, kwargs: dict) -> str:
-    """The cache key of ``fn(*args, **kwargs)``: ``name-v<KEY_VERSION>-<32 hex>``."""
+    """The cache key of ``fn(*args, **kwargs)``: ``name-v<KEY_VERSION>-<32 hex>``.
+
+    Warns (:class:`CacheKeyWarning`, once per function and global) when the function
+    reads a global of the user's that enters the key by type only (see the module
+    docstring): editing it would not invalidate cached results.
+    """
     enc = _Encoder()
     enc.h.update(_KEY_TAG)
     enc.put(b"F", enc.callable_digest(fn))
     enc.value(tuple(args))
     enc.value(dict(kwargs))
+    for item in enc.unhashed:
+        if item not in _WARNED:
+            _WARNED.add(item)
+            qualname, name, tname = item.split("|")
+            warnings.warn(
+                f"{qualname} reads the global {name!r} (a {tname}), which is not part of "
+                "its cache key: after editing it, cached results of the call are still "
+                "hits. Pass it as an argument, or give the call a cache_key.",
+                CacheKeyWarning, stacklevel=4)
     return f"{function_name(fn)}-v{KEY_VERSION}-{enc.h.hexdigest()[:32]}"
 
 
@@ -138,67 +141,10 @@ def function_name(fn: Any) -> str:
     return _UNSAFE_NAME_CHARS.sub("", name)[:_NAME_MAX] or "call"
 
 
-def _new_hash() -> Any:
-    return hashlib.blake2b(digest_size=32)
 
 
-def _is_simple(value: Any) -> bool:
-    """None/bool/int/float/str/bytes or a tuple of those: safe to hash by value."""
-    if type(value) is tuple:
-        return all(_is_simple(v) for v in value)
-    return type(value) in _SIMPLE_TYPES
 
-
-def _qualified_name(obj: Any) -> tuple[str, str]:
-    module = getattr(obj, "__module__", None) or type(obj).__module__
-    qualname = getattr(obj, "__qualname__", None) or type(obj).__qualname__
-    return str(module), str(qualname)
-
-
-def _global_names(code: types.CodeType) -> dict[str, None]:
-    """Names ``code`` and its nested code objects look up (in first-seen order)."""
-    names = dict.fromkeys(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names.update(_global_names(const))
-    return names
-
-
-def _cell_contents(cell: types.CellType) -> Any:
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell
-        return _MISSING
-
-
-def _reads_unchanged(reads: tuple) -> bool:
-    for holder, key, seen in reads:
-        if key is _LENGTH:
-            changed = len(holder) != seen
-        elif key is _CELL:
-            changed = _cell_contents(holder) is not seen
-        else:
-            changed = holder.get(key, _MISSING) is not seen
-        if changed:
-            return False
-    return True
-
-
-def _is_shared_constant(value: Any) -> bool:
-    """Safe to memoize by identity: immutable, or hashed by its own (tracked) reads."""
-    return _is_simple(value) or isinstance(value, (types.FunctionType, type, types.ModuleType))
-
-
-def _wrapped_function(obj: Any) -> Any:
-    """The function a decorator object (``functools.cache``...) wraps, else None."""
-    try:
-        wrapped = obj.__wrapped__
-    except Exception:  # arbitrary objects may raise anything from __getattr__
-        return None
-    return wrapped if type(wrapped) is types.FunctionType else None
-
-
-class _Encoder:
+class _Encoder(Fingerprinter):
     """One canonical walk, feeding ``self.h``.
 
     ``containers`` maps the id of every value being encoded to its depth (for
@@ -207,7 +153,7 @@ class _Encoder:
     fingerprint being computed may be memoized.
     """
 
-    __slots__ = ("h", "containers", "in_progress", "reads", "memo_ok")
+    __slots__ = ("h", "containers", "in_progress", "reads", "memo_ok", "unhashed", "global_name")
 
     def __init__(self) -> None:
         self.h = _new_hash()
@@ -215,6 +161,9 @@ class _Encoder:
         self.in_progress: set[int] = set()
         self.reads: list[tuple[Any, Any, Any]] = []
         self.memo_ok = True
+        #: type names of globals that entered the key by type only (for the warning)
+        self.unhashed: list[str] = []
+        self.global_name = ""
 
     # -- primitives -------------------------------------------------------------------
 
@@ -348,6 +297,8 @@ class _Encoder:
             self.put(b"C", self.sub_digest(self.code, obj))
         elif numpy is not None and type(obj) is numpy.ndarray:
             self.ndarray(obj, numpy)
+        elif _is_pandas(obj):
+            self.pandas_value(obj, sys.modules["pandas"])
         elif numpy is not None and isinstance(obj, numpy.generic):
             self.text(b"n", obj.dtype.str)
             self.put(b"v", obj.tobytes())
@@ -384,6 +335,42 @@ class _Encoder:
         self.header(b"A", flat.nbytes)
         self.h.update(flat)
 
+    def pandas_value(self, obj: Any, pd: Any) -> None:
+        """A DataFrame, Series or Index by its content -- labels, names, dtypes and
+        values -- never its internal block layout: frames that are ``equals`` (built
+        at once, or column by column) get the same key."""
+        if not self.enter(obj):
+            return
+        if isinstance(obj, pd.DataFrame):
+            self.h.update(b"pD")
+            self.pandas_index(obj.columns)
+            self.pandas_index(obj.index)
+            self.header(b"c", obj.shape[1])
+            for _, column in obj.items():
+                self.pandas_values(column)
+        elif isinstance(obj, pd.Series):
+            self.h.update(b"pS")
+            self.value(obj.name)
+            self.pandas_index(obj.index)
+            self.pandas_values(obj)
+        else:
+            self.pandas_index(obj)
+        self.leave(obj)
+
+    def pandas_index(self, index: Any) -> None:
+        self.h.update(b"pI")
+        self.value(list(index.names))
+        self.pandas_values(index)
+
+    def pandas_values(self, data: Any) -> None:
+        """dtype (its repr: categories, timezone, units) and the values as numpy."""
+        self.text(b"t", repr(data.dtype))
+        arr = data.to_numpy()
+        if arr.dtype.hasobject:
+            self.value(arr.tolist())
+        else:
+            self.ndarray(arr, sys.modules["numpy"])
+
     def reduced(self, obj: Any) -> None:
         """An ordinary object: its type plus the parts of ``__reduce_ex__(4)``."""
         try:
@@ -418,154 +405,6 @@ class _Encoder:
                 f"reducible nor picklable ({exc})"
             ) from exc
         self.put(b"p", data)
-
-    # -- callables --------------------------------------------------------------------
-
-    def callable_digest(self, fn: Any) -> bytes:
-        if type(fn) is types.FunctionType or isinstance(fn, type):
-            return self.graph_digest(fn)
-        return self.sub_digest(self.callable_fingerprint, fn)
-
-    def callable_fingerprint(self, fn: Any) -> None:
-        if isinstance(fn, types.MethodType):
-            self.put(b"m", self.callable_digest(fn.__func__))
-            self.value(fn.__self__)
-        elif isinstance(fn, partial):
-            self.put(b"P", self.callable_digest(fn.func))
-            self.value(fn.args)
-            self.value(fn.keywords)
-        elif isinstance(fn, _BUILTIN_CALLABLES):
-            self.qualified(b"q", *_qualified_name(fn))
-            self.value(getattr(fn, "__self__", None))
-        else:  # a callable instance; decorators like functools.cache: also what they wrap
-            self.put(b"G", self.graph_digest(type(fn)))
-            wrapped = _wrapped_function(fn)
-            if wrapped is not None:
-                self.put(b"w", self.graph_digest(wrapped))
-            self.reduced(fn)
-
-    def graph_digest(self, root: Any) -> bytes:
-        """Fingerprint of a function or class (see :meth:`graph`).  Outside any other
-        fingerprint it does not depend on context, so it is memoized while every global,
-        class attribute and closure cell it read is unchanged."""
-        if id(root) in self.in_progress:  # e.g. a closure cell holding its own function
-            return self.sub_digest(self.qualified, b"@", *_qualified_name(root))
-        if self.in_progress:
-            return self.graph(root)
-        cached = _FINGERPRINTS.get(root)
-        if cached is not None and _reads_unchanged(cached[1]):
-            return cached[0]
-        self.reads, self.memo_ok = [], True
-        digest = self.graph(root)
-        if self.memo_ok:
-            if len(_FINGERPRINTS) >= _MEMO_MAX:  # entries reference their key: bound them
-                _FINGERPRINTS.clear()
-            _FINGERPRINTS[root] = (digest, tuple(self.reads))
-        return digest
-
-    def graph(self, root: Any) -> bytes:
-        """The root's own digest followed by the sorted digests of the functions/classes
-        of its module it reaches through globals, bases and class attributes (sorted, so
-        the walk order is irrelevant; each is hashed once, so recursion is harmless)."""
-        self.in_progress.add(id(root))
-        home = root.__module__
-        seen, queue, digests = {id(root)}, [root], []
-        while queue:
-            node = queue.pop()
-            reached: list[Any] = []
-            if isinstance(node, type):
-                digests.append(self.sub_digest(self.class_body, node, home, reached))
-            else:
-                digests.append(self.sub_digest(self.function_body, node, home, reached))
-            for ref in reached:
-                if id(ref) not in seen:
-                    seen.add(id(ref))
-                    queue.append(ref)
-        self.in_progress.discard(id(root))
-        digest = _new_hash()
-        digest.update(digests[0] + b"".join(sorted(digests[1:])))
-        result: bytes = digest.digest()
-        return result
-
-    def function_body(self, fn: types.FunctionType, home: str, reached: list) -> None:
-        self.qualified(b"F", *_qualified_name(fn))
-        self.put(b"C", self.sub_digest(self.code, fn.__code__))
-        defaults, kwdefaults = fn.__defaults__, fn.__kwdefaults__
-        if not (_is_simple(defaults) and all(map(_is_simple, (kwdefaults or {}).values()))):
-            self.memo_ok = False
-        self.value(defaults)
-        self.value(kwdefaults)
-        self.header(b"k", len(fn.__closure__ or ()))
-        for cell in fn.__closure__ or ():
-            contents = _cell_contents(cell)
-            self.reads.append((cell, _CELL, contents))
-            if contents is _MISSING:
-                self.h.update(b"-")
-            else:
-                self.memo_ok = self.memo_ok and _is_shared_constant(contents)
-                self.value(contents)
-        namespace = fn.__globals__
-        for name in _global_names(fn.__code__):
-            found = namespace.get(name, _MISSING)
-            self.reads.append((namespace, name, found))
-            if found is not _MISSING:
-                self.text(b"n", name)
-                self.reference(found, home, reached)
-
-    def class_body(self, cls: type, home: str, reached: list) -> None:
-        self.qualified(b"T", *_qualified_name(cls))
-        for base in cls.__bases__:
-            self.reference(base, home, reached)
-        attrs = vars(cls)
-        self.reads.append((attrs, _LENGTH, len(attrs)))
-        for name in sorted(attrs):
-            if name not in _UNHASHED_CLASS_ATTRS:
-                self.reads.append((attrs, name, attrs[name]))
-                self.text(b"n", name)
-                self.reference(attrs[name], home, reached)
-
-    def reference(self, obj: Any, home: str, reached: list) -> None:
-        """A global or class attribute: same-module functions/classes join the graph."""
-        if isinstance(obj, (staticmethod, classmethod)):
-            obj = obj.__func__
-        wrapped = _wrapped_function(obj) if callable(obj) else None
-        if wrapped is not None and type(obj) is not types.FunctionType:
-            self.h.update(b"w")  # a decorator object: hash what it wraps, then itself
-            self.reference(wrapped, home, reached)
-        if type(obj) is types.FunctionType or isinstance(obj, type):
-            if obj.__module__ == home:
-                reached.append(obj)
-                self.qualified(b"&", *_qualified_name(obj))
-            else:
-                self.qualified(b"q", *_qualified_name(obj))
-        elif _is_simple(obj):
-            self.value(obj)
-        elif isinstance(obj, types.ModuleType):
-            self.text(b"M", obj.__name__)
-        elif isinstance(obj, property):
-            self.h.update(b"h")
-            for accessor in (obj.fget, obj.fset, obj.fdel):
-                self.reference(accessor, home, reached)
-        elif isinstance(obj, _BUILTIN_CALLABLES):
-            self.qualified(b"q", *_qualified_name(obj))
-        else:
-            self.qualified(b"y", *_qualified_name(type(obj)))
-
-    def code(self, code: types.CodeType) -> None:
-        """A code object without its file name, line numbers or position tables."""
-        self.put(b"b", code.co_code)
-        self.put(b"x", getattr(code, "co_exceptiontable", b""))
-        self.h.update(
-            struct.pack(
-                "<4q", code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-                code.co_flags,
-            )
-        )
-        self.text(b"s", code.co_name)
-        for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
-            self.value(names)
-        self.value(code.co_consts)  # nested code objects come back here
-
 
 _EXACT_TYPES: dict[type, Callable[[_Encoder, Any], None]] = {
     type(None): _Encoder.none,

@@ -87,20 +87,24 @@ def owner_alive(owner: dict[str, Any] | None, cache_root: Path) -> bool:
 class Heartbeat:
     """Touch ``.drivers/<host>-<pid>`` while a driver runs (for other hosts' eyes)."""
 
-    def __init__(self, cache_root: Path) -> None:
+    def __init__(self, cache_root: Path, mode: int = 0o600) -> None:
         self.path = heartbeat_path(cache_root, identity())
+        self.mode = mode
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Touch now, then every ``HEARTBEAT_INTERVAL`` (5 s) in a daemon thread."""
+        """Touch now, then every ``HEARTBEAT_INTERVAL`` (5 s) in a daemon thread
+        (a second call does nothing)."""
+        if self._thread is not None:
+            return
         self._touch()
         self._thread = threading.Thread(target=self._run, name="xcache-heartbeat", daemon=True)
         self._thread.start()
 
     def _touch(self) -> None:
         try:
-            self.path.touch(mode=0o600)
+            self.path.touch(mode=self.mode)
             os.utime(self.path)
         except OSError:
             pass

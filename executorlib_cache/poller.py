@@ -19,10 +19,11 @@ a result this driver takes the claim over and runs the task itself.
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 import time
 from collections import deque
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -41,15 +42,16 @@ from .backends.base import (
 from .errors import (
     BrokenExecutor,
     CorruptEntryError,
+    DetachedError,
     SubmissionError,
     TaskDiedError,
     UpstreamFailedError,
 )
 from .future import CacheFuture
+from .inbox import Inbox
 from .serialization import dumps_exception
 from .store import ERROR, RESULT, Store
 
-_ids = itertools.count()
 ATTACHED_CHECK_MIN, ATTACHED_CHECK_MAX = 0.02, 0.5
 OWNER_CHECK_INTERVAL = 2.0
 
@@ -60,22 +62,36 @@ def _crashed(error: BaseException | None) -> BrokenExecutor:
     return exc
 
 
+@dataclass
+class Interruption:
+    """What an interrupt (Ctrl-C during shutdown) left behind, for the one-line report."""
+
+    going_on: list[str] = field(default_factory=list)  #: "slurm job 45", "another driver"
+    cancelled: int = 0  #: calls that had not started, or local calls stopped
+
+    def line(self) -> str:
+        """One line for the user: what goes on, what was not run, what to do."""
+        parts = []
+        if self.going_on:
+            names = sorted(set(self.going_on))
+            where = ", ".join(names[:6]) + ("..." if len(names) > 6 else "")
+            parts.append(f"{len(self.going_on)} call(s) go on without this driver ({where})"
+                         " and write their results into the cache")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} call(s) were cancelled or stopped")
+        what = "; ".join(parts) or "nothing was left running"
+        return (f"executorlib_cache: interrupted: {what}; run the script again to collect "
+                "what finished and compute the rest")
+
+
 class Poller:
     """The one owner of pending work: every unresolved task of an executor lives in
     its tables, and only its thread resolves futures (see the module docstring)."""
 
-    def __init__(self, store: Store, backend: Backend, ctx: zmq.Context) -> None:
+    def __init__(self, store: Store, backend: Backend) -> None:
         self.store = store
         self.backend = backend
-        self._ctx = ctx
-        self._inbox: deque[tuple[str, Any]] = deque()
-        self._wake_addr = f"inproc://xcache-wake-{id(self)}-{next(_ids)}"
-        self._wake_rx = ctx.socket(zmq.PULL)
-        self._wake_rx.bind(self._wake_addr)
-        self._wake_tx = ctx.socket(zmq.PUSH)
-        self._wake_tx.connect(self._wake_addr)
-        self._wake_lock = threading.Lock()
-        self._wake_pending = False  # coalesce wake-ups: one message per idle period
+        self._inbox = Inbox()
         self._tasks: dict[str, Task] = {}  # every unresolved task, by key
         self._blocked: dict[str, Task] = {}  # owned, waiting for upstreams
         self._ready: deque[Task] = deque()  # owned, upstreams ready, not yet dispatched
@@ -91,23 +107,29 @@ class Poller:
         self._next_owner_check = 0.0
         self._next_check = 0.0
         self._thread = threading.Thread(target=self._run, name="xcache-poller", daemon=True)
+        self._start_lock = threading.Lock()
         self._started = False
+        #: set when the loop has ended (and every future it held is resolved)
+        self.done = threading.Event()
         self.error: BaseException | None = None
+        #: what an interrupt left behind (None: not interrupted)
+        self.interrupted: Interruption | None = None
 
     # ------------------------------------------------------------ caller side
+    @property
+    def started(self) -> bool:
+        """The loop was ever started (an executor that was never used has none)."""
+        return self._started
+
     def put(self, task: Task) -> None:
         """Hand a claimed task to the loop (any thread); starts the thread on first use."""
-        self._post(("task", task))
+        self._post("task", task)
         if self.error is not None:  # the loop is gone: nobody else would resolve it
             self._fail_inbox()
 
     def _fail_inbox(self) -> None:
         """After a crash: fail the futures of tasks still waiting in the inbox."""
-        while True:
-            try:
-                kind, item = self._inbox.popleft()
-            except IndexError:
-                return
+        for kind, item in self._inbox.take():
             if kind == "task":
                 exc = _crashed(self.error)
                 for f in item.futures:
@@ -116,53 +138,74 @@ class Poller:
 
     def cancel(self, future: CacheFuture) -> None:
         """A future of this executor was cancelled: withdraw its task (any thread)."""
-        self._post(("cancel", future))
+        if self._started:
+            self._post("cancel", future)
 
     def stop(self, detach: bool = False) -> None:
         """Finish when every task is resolved (``detach``: when every task is handed
-        to a backend that keeps running without a driver).
-        """
-        self._post(("stop", detach))
+        to a backend that keeps running without a driver)."""
+        self._post("stop", detach)
+
+    def interrupt(self) -> None:
+        """Stop now (Ctrl-C during shutdown): before any other message, cancel what was
+        not handed out, let workers and jobs go on without us, resolve every future."""
+        self._post("interrupt", None, front=True)
 
     def unresolved_futures(self) -> list[CacheFuture]:
-        """Futures not yet resolved (a snapshot; safe from any thread)."""
-        return [f for task in list(self._tasks.values()) for f in list(task.futures)]
+        """Futures not yet resolved, also of tasks still in the inbox (a snapshot;
+        safe from any thread)."""
+        queued = [item for kind, item in self._inbox.snapshot() if kind == "task"]
+        tasks = [*list(self._tasks.values()), *queued]
+        return [f for task in tasks for f in list(task.futures)]
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the loop's thread to end (``timeout`` in seconds, None: forever)."""
-        if self._started:
-            self._thread.join(timeout)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the loop ended (``timeout`` seconds, None: forever); True if it did.
 
-    def _post(self, item: tuple[str, Any]) -> None:
-        self._inbox.append(item)
+        Waits in short slices on an Event, so a KeyboardInterrupt can arrive at any
+        moment without leaving a lock or the thread's state broken (on Python 3.11 an
+        interrupted ``Thread.join()`` can report a live thread as stopped).
+        """
         if not self._started:
-            self._started = True
-            self._thread.start()
-        if self._wake_pending:
-            return
-        with self._wake_lock:
-            self._wake_pending = True
-            try:
-                self._wake_tx.send(b"", zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # closing
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done.is_set():
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self.done.wait(left)
+        return True
+
+    def _post(self, kind: str, item: Any, front: bool = False) -> None:
+        self._inbox.put(kind, item, front)
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._inbox.open()
+                    self._thread.start()
+                    self._started = True
 
     # ------------------------------------------------------------ the loop
     def _run(self) -> None:
+        ctx: zmq.Context | None = None
         try:
-            self.backend.start(self._ctx)
+            ctx = zmq.Context()
+            self.backend.start(ctx)
+            wake = self._inbox.open()
             zpoller = zmq.Poller()
-            for sock in [self._wake_rx, *self.backend.sockets()]:
+            zpoller.register(wake, zmq.POLLIN)
+            for sock in self.backend.sockets():
                 zpoller.register(sock, zmq.POLLIN)
             while True:
                 ready = dict(zpoller.poll(self._timeout_ms()))
-                self._drain_wake(ready)
+                if wake in ready:
+                    self._inbox.drain_wake()
                 self._take_inbox()
                 self._handle(self.backend.collect(set(ready)))
                 self._periodic_checks()
                 self._dispatch_ready()
                 if self._finished():
                     break
+            self._detach_the_rest()
         except BaseException as exc:  # a bug here must not leave futures hanging
             self.error = exc
             for task in list(self._tasks.values()):
@@ -173,9 +216,10 @@ class Poller:
             try:
                 self.backend.shutdown(wait=not self._detach)
             finally:
-                self._wake_rx.close(linger=0)
-                with self._wake_lock:
-                    self._wake_tx.close(linger=0)
+                self._inbox.close()
+                if ctx is not None:
+                    ctx.destroy(linger=0)
+                self.done.set()
 
     def _timeout_ms(self) -> int:
         if self._inbox:
@@ -190,20 +234,13 @@ class Poller:
             return 1000
         return max(0, min(1000, int((min(deadlines) - now) * 1000) + 1))
 
-    def _drain_wake(self, ready: dict[Any, int]) -> None:
-        if self._wake_rx in ready:
-            self._wake_pending = False
-            while True:
-                try:
-                    self._wake_rx.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-
     # ------------------------------------------------------------ 1. inbox
     def _take_inbox(self) -> None:
-        while self._inbox:
-            kind, item = self._inbox.popleft()
-            if kind == "task":
+        for kind, item in self._inbox.take():
+            if self.interrupted is not None and kind == "task":
+                self._drop(item)  # submitted after the interrupt: not started
+                self.interrupted.cancelled += 1
+            elif kind == "task":
                 self._add(item)
             elif kind == "cancel":
                 self._cancel(item)
@@ -211,9 +248,60 @@ class Poller:
                 self._upstream_progress(item)
             elif kind == "stop":
                 self._shutdown = True
-                self._detach = bool(item)
+                self._detach = self._detach or bool(item)
+            elif kind == "interrupt":
+                self._interrupt()
+
+    def _drop(self, task: Task) -> None:
+        """A task that will not run (any more): its claim is given back and its
+        futures cancelled -- or, if one was already running (a local call stopped
+        by Ctrl-C), failed with CancelledError."""
+        if not task.attached:
+            claims.release(self.store, task.key)
+        self._forget(task)
+        for f in task.futures:
+            if not f.cancel() and not f.done():
+                f.set_exception(CancelledError(
+                    f"task {task.key} was stopped by Ctrl-C before it finished; a re-run "
+                    "computes it"))
+
+    def _interrupt(self) -> None:
+        """Ctrl-C during shutdown: stop now.  Calls not handed out are cancelled;
+        calls a worker or job has go on without this driver and write their results
+        into the cache (a re-run collects them); every future is resolved."""
+        left = self.interrupted = Interruption()
+        self._shutdown = self._detach = True
+        for task in list(self._tasks.values()):
+            where = None
+            if task.attached:
+                where = "another driver"
+            elif task.dispatched:
+                where = self.backend.goes_on(task)
+            if where is None:
+                self._drop(task)
+                left.cancelled += 1
+                continue
+            left.going_on.append(where)
+            self._resolve_exception(task, DetachedError(
+                f"interrupted before task {task.key} finished: it goes on in {where} and "
+                "writes its result into the cache, where a re-run finds it"))
+        self._ready.clear()
+        self.backend.interrupt()
+
+    def _detach_the_rest(self) -> None:
+        """The loop ends with calls still in flight (``shutdown(wait=False)`` of a
+        cluster executor): their futures fail with DetachedError, never stay pending."""
+        for task in list(self._tasks.values()):
+            where = self.backend.goes_on(task) if task.dispatched else None
+            self._resolve_exception(task, DetachedError(
+                f"the executor was shut down without waiting for task {task.key}; "
+                f"{f'it goes on in {where}' if where else 'it was handed out'} and "
+                "writes its result into the cache, where a re-run finds it"))
 
     def _add(self, task: Task) -> None:
+        if all(f.cancelled() for f in task.futures):
+            self._drop(task)  # cancelled while in the inbox (shutdown(cancel_futures))
+            return
         known = self._tasks.get(task.key)
         if known is not None:  # the same call again while in flight: share the outcome
             known.futures.extend(task.futures)
@@ -243,7 +331,7 @@ class Poller:
             task.deps[k].add_done_callback(functools.partial(self._upstream_done, k))
 
     def _upstream_done(self, key: str, _future: Any) -> None:
-        self._post(("upstream", key))
+        self._post("upstream", key)
 
     def _dep_satisfied(self, key: str, fut: CacheFuture) -> bool:
         if fut.done():

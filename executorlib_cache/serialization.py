@@ -56,12 +56,16 @@ def _parts(fn: Any, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
 def dumps_exception(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
     """Payload and metadata of a failure; the exception survives unpicklable."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    meta = {
+    meta: dict[str, Any] = {
         "error_type": type(exc).__qualname__,
         "error_module": type(exc).__module__,
         "error_message": str(exc)[:2000],
         "traceback": tb[-32000:],
     }
+    root_key = getattr(exc, "root_key", None)
+    if root_key:  # an UpstreamFailedError: its root cause travels along the chain
+        meta.update(root_key=root_key, root_type=getattr(exc, "root_type", None),
+                    root_message=getattr(exc, "root_message", None))
     exc.__traceback__ = None
     try:
         payload = dumps(exc)

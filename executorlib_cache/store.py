@@ -123,7 +123,7 @@ class Store:
         self,
         directory: str | os.PathLike[str],
         *,
-        create: bool = True,
+        create: bool | None = True,
         secret: bytes | str | None = None,
         dir_mode: int | None = None,
         file_mode: int | None = None,
@@ -142,12 +142,16 @@ class Store:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"cache directory {self.root} exists and is not a directory")
         if create:
-            self._prepare()
-        elif not self.root.is_dir():
+            self.prepare()
+        elif create is not None and not self.root.is_dir():
             raise FileNotFoundError(f"cache directory {self.root} does not exist")
 
     # ------------------------------------------------------------------ setup
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Create the cache directory and its subdirectories (``create=True`` does this
+        at construction; ``create=None`` leaves it to the caller, so that a refused
+        configuration leaves nothing behind).  Raises ``PermissionError`` when the
+        directory cannot be created or written."""
         try:
             self.root.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
             for sub in (".locks", ".drivers", ".trash", ".corrupt", ".tmp"):

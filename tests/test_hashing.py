@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+from conftest import require
 
-from executorlib_cache import hashing
+from executorlib_cache import fingerprint, hashing
 from executorlib_cache.deps import DependencyRef
 from executorlib_cache.hashing import KEY_VERSION, canonical_digest, function_name, task_key
 
@@ -315,20 +316,80 @@ def test_code_edits_change_the_key(old, new):
     assert key_of(MODULE) != key_of(MODULE.replace(old, new))
 
 
-def test_mutable_global_is_hashed_by_type_only():
-    # documented limitation: SETTINGS is a dict, included by its type's name only
+def test_a_small_mutable_global_enters_the_key_by_value():
+    """Issue 12, item 10: a function that reads a global dict, list, small array or
+    dataclass gets a new key when that global is edited -- also in place, which
+    keeps the object's identity (so its fingerprint is not memoized)."""
     source = MODULE.replace("range(x)", "range(x + len(SETTINGS))")
     ns = load(source)
     before = task_key(ns["work"], (1,), {})
+    assert task_key(ns["work"], (1,), {}) == before  # same value, same key
     ns["SETTINGS"]["b"] = 2
+    edited = task_key(ns["work"], (1,), {})
+    assert edited != before
+    ns["SETTINGS"].pop("b")
     assert task_key(ns["work"], (1,), {}) == before
+    arr = load("import numpy\nA = numpy.arange(4.0)\ndef f():\n    return A.sum()\n")
+    k = task_key(arr["f"], (), {})
+    arr["A"][0] = 7.0
+    assert task_key(arr["f"], (), {}) != k
+
+
+def test_a_global_that_cannot_enter_by_value_warns_once():
+    """Too big, or an object of the user's own class: it enters by type only, and
+    submit() says so once per function and global (CacheKeyWarning)."""
+    import warnings
+
+    ns = load("""
+        BIG = {i: [i] * 3 for i in range(5000)}
+        class Config:
+            def __init__(self):
+                self.scale = 2
+        CONF = Config()
+        def f(x):
+            return BIG.get(x, x) * CONF.scale
+    """, name="warnmod")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task_key(ns["f"], (1,), {})
+        task_key(ns["f"], (2,), {})
+    texts = [str(w.message) for w in caught if issubclass(w.category, hashing.CacheKeyWarning)]
+    assert len(texts) == 2 and any("'BIG'" in t for t in texts) and \
+        any("'CONF'" in t and "Config" in t for t in texts), texts
+    assert all("cache_key" in t for t in texts)
+
+
+def test_equal_dataframes_get_equal_keys():
+    """Issue 12, item 9: frames that are ``equals`` get one key whatever their block
+    layout (built at once or column by column); content changes give another."""
+    pd = require("pandas")
+    a = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})
+    b = pd.DataFrame({"x": [1.0, 2.0]})
+    b["y"] = [3.0, 4.0]
+    assert a.equals(b) and canonical_digest(a) == canonical_digest(b)
+    assert canonical_digest(a.copy()) == canonical_digest(a)
+    c = a.copy()
+    c.iloc[0, 0] = 9.0
+    d = a.rename(columns={"y": "z"})
+    e = a.astype({"y": "float32"})
+    f = a.set_index("x")
+    for other in (c, d, e, f):
+        assert canonical_digest(other) != canonical_digest(a)
+    s1 = pd.Series([1, 2], index=pd.RangeIndex(2), name="s")
+    s2 = pd.Series([1, 2], index=pd.Index([0, 1]), name="s")
+    assert s1.equals(s2) and canonical_digest(s1) == canonical_digest(s2)
+    cat = pd.Series(["a", "b"], dtype="category")
+    cat2 = pd.Series(["a", "b"], dtype=pd.CategoricalDtype(["a", "b", "c"]))
+    assert canonical_digest(cat) != canonical_digest(cat2)  # other categories
+    mixed = pd.DataFrame({"s": ["u", None], "t": pd.to_datetime(["2024-01-01", None])})
+    assert canonical_digest(mixed) == canonical_digest(mixed.copy())
 
 
 def test_memo_sees_rebound_globals_and_helpers():
     ns = load(MODULE)
     work = ns["work"]
     first = task_key(work, (1,), {})
-    assert task_key(work, (1,), {}) == first and work in hashing._FINGERPRINTS
+    assert task_key(work, (1,), {}) == first and work in fingerprint._FINGERPRINTS
     ns["LIMIT"] = 11
     assert task_key(work, (1,), {}) != first
     ns["LIMIT"] = 10
@@ -346,7 +407,7 @@ def test_memo_sees_rebound_globals_and_helpers():
 def test_key_survives_bytecode_specialization():
     ns = load(MODULE)
     before = task_key(ns["work"], (1,), {})
-    hashing._FINGERPRINTS.clear()
+    fingerprint._FINGERPRINTS.clear()
     for i in range(3000):
         ns["work"](2)
         ns["helper"](i)
@@ -405,14 +466,14 @@ def test_closure_cells_are_tracked_by_the_memo():
 
     shifted, rebind = make(1)
     first = task_key(shifted, (0,), {})
-    assert shifted in hashing._FINGERPRINTS  # an int cell: memoized, checked by identity
+    assert shifted in fingerprint._FINGERPRINTS  # an int cell: memoized, checked by identity
     rebind(2)
     assert task_key(shifted, (0,), {}) != first
     rebind(1)
     assert task_key(shifted, (0,), {}) == first
     holder, _ = make([1])
     task_key(holder, (0,), {})
-    assert holder not in hashing._FINGERPRINTS  # a list may change in place
+    assert holder not in fingerprint._FINGERPRINTS  # a list may change in place
 
 
 DECORATED = """
@@ -445,14 +506,14 @@ def test_decorated_functions_are_hashed_by_what_they_wrap():
     assert key(base, "work") != key(cached_edit, "work")  # ... used as a helper
     assert key(base, "work") != key(work_edit, "work")  # a functools.wraps wrapper
     assert key(base, "work") == key(load(DECORATED, filename="other.py"), "work")
-    assert base["work"] in hashing._FINGERPRINTS  # the wrapper's cell holds a function
+    assert base["work"] in fingerprint._FINGERPRINTS  # the wrapper's cell holds a function
 
 
 def test_mutable_default_is_not_memoized():
     ns = load("def work(x, acc=[]):\n    return acc + [x]\n")
     before = task_key(ns["work"], (1,), {})
     ns["work"].__defaults__[0].append(5)
-    assert ns["work"] not in hashing._FINGERPRINTS
+    assert ns["work"] not in fingerprint._FINGERPRINTS
     assert task_key(ns["work"], (1,), {}) != before
 
 

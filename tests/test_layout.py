@@ -22,8 +22,8 @@ pytestmark = pytest.mark.timeout(60)
 #: lowest first; a module may import modules of its own layer or of lower ones
 LAYERS: list[set[str]] = [
     {"_version", "errors", "resources", "deps", "mpi"},
-    {"serialization", "hashing", "schedulers.base", "schedulers.slurm", "schedulers.flux",
-     "schedulers", "schedulers.commands"},
+    {"serialization", "fingerprint", "hashing", "schedulers.base", "schedulers.slurm",
+     "schedulers.flux", "schedulers", "schedulers.commands"},
     {"fileio"},
     {"store", "liveness"},
     {"claims", "pool_queue"},
@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"catalog", "catalog.select", "catalog.scanner", "catalog.report", "catalog.maintain"},
     {"backends", "backends.base", "backends.tracker", "backends.submission",
      "backends.local", "backends.cluster", "backends.workers", "backends.pool"},
+    {"inbox"},
     {"poller", "watch"},
     {"executor", "cluster_executor"},
     {"", "__main__"},  # the package itself (lazy public names) and `python -m`

@@ -460,15 +460,54 @@ def test_flux_worker_retires_before_its_time_limit(flux_cache: Path) -> None:
 
 def test_flux_worker_killed_at_its_time_limit_fails_the_task_with_timeout(
         flux_cache: Path) -> None:
+    """A call that runs out of (most of) a whole worker's time limit would run out on
+    any worker: it fails at once -- no second worker burnt on it -- with a hint to
+    give it its own run_time_max (issue 12, item 13)."""
     with FluxClusterExecutor(cache_directory=flux_cache, max_workers=1,
                              resource_dict={"run_time_max": 3}) as exe:
         long = exe.submit(sleep_then, "late", 30)
         exc = long.exception(timeout=60)
         short = exe.submit(add, 1, 1)  # a new worker takes what comes next
         assert short.result(timeout=30) == 2
+        calls = dict(exe._backend.calls)
     assert isinstance(exc, TaskDiedError), repr(exc)
     assert "ended TIMEOUT while running this task" in str(exc), str(exc)
-    assert "attempt 2" in str(exc)
+    assert "attempt 2" not in str(exc) and "its own time limit" in str(exc), str(exc)
+    assert calls["workers"] == 2, calls  # the one that timed out, the one for `short`
+
+
+def test_a_call_lost_to_a_time_limit_is_retried_on_a_worker_with_time_enough(
+        flux_cache: Path) -> None:
+    """run_time_max=8: the worker runs a 3 s call, then takes a 5 s call with ~4.7 s
+    left and is killed at its limit.  The call ran ~4.7 s (< 0.7 x 8): it is queued
+    again for a worker with at least 1.25 x that left -- a fresh one -- and finishes."""
+    with FluxClusterExecutor(cache_directory=flux_cache, max_workers=1,
+                             resource_dict={"run_time_max": 8}) as exe:
+        first = exe.submit(sleep_then, "a", 3.0)
+        second = exe.submit(sleep_then, "b", 5.0)
+        assert first.result(timeout=60) == "a"
+        assert second.result(timeout=60) == "b"
+    job = job_of(flux_cache, second.key)
+    assert job.get("attempt") == 2 and job.get("min_time_left", 0) > 4, job
+
+
+def test_a_worker_with_too_little_time_left_gives_the_retry_back(tmp_path: Path) -> None:
+    """The pool worker's side: a ticket whose claim needs more time than the worker
+    has left goes back to the queue, and the worker retires."""
+    store = Store(tmp_path / "cache")
+    key = "f-v1-" + "1" * 32
+    claim = {"backend": "flux", "owner": identity(), "submitted": time.time(), "pool": "p1",
+             "job_id": None, "attempt": 2, "min_time_left": 100.0}
+    store.make_entry_dir(key)
+    store.write_json(key, JOB_JSON, claim)
+    qdir = queue_dir(store.root, "p1")
+    (qdir / "workers").mkdir(parents=True)
+    ticket = ticket_name(0, claim_token(claim), key)
+    (qdir / ticket).touch()
+    worker = PoolWorker(str(store.root), "p1", "w1", backend="flux", time_limit=60.0)
+    assert worker.take(ticket) and (qdir / ticket).exists()
+    assert worker.tasks == 0 and worker.retire and "needs 100 s" in worker.retire
+    assert "needs 100 s" in worker.serve()
 
 
 def test_pool_worker_gives_a_ticket_back_when_the_claim_stays_held(tmp_path: Path) -> None:

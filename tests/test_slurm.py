@@ -484,3 +484,53 @@ def test_time_limit_kill_is_reported_as_timeout(time_limit_job: Any) -> None:
     figure("time limit 60 s -> future failed after (s)", round(time.monotonic() - t0, 1))
     assert isinstance(exc, TaskDiedError), repr(exc)
     assert "TIMEOUT" in str(exc), str(exc)
+
+
+def nested_srun(x: int) -> list[str]:
+    """Each rank starts a job step of its own inside the call's job."""
+    from mpi4py import MPI
+
+    out = subprocess.run(["srun", "-n", "1", "hostname"], capture_output=True, text=True,
+                         timeout=60)
+    return MPI.COMM_WORLD.gather(f"{out.returncode}:{out.stdout.strip()}", root=0) or []
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_can_start_srun_inside_its_job(cache: Path) -> None:
+    """Issue 12, item 12: with cores=2 both CPUs of the job run the call's step; a
+    rank's own ``srun`` used to wait for free CPUs until the time limit.  Every
+    batch script exports SLURM_OVERLAP=1 (srun --overlap), so the nested step runs."""
+    t0 = time.monotonic()
+    with SlurmClusterExecutor(cache_directory=cache) as exe:
+        out = exe.submit(nested_srun, 1, resource_dict={"cores": 2}).result(timeout=100)
+    assert time.monotonic() - t0 < 60
+    assert len(out[0]) == 2 and all(line.startswith("0:") for line in out[0]), out
+    assert "export SLURM_OVERLAP=1" in next(cache.glob("*/run_queue.sh")).read_text()
+
+
+@pytest.mark.parametrize("form", ["on cluster", "semicolon", "warning after", "no id"])
+@pytest.mark.timeout(90)
+def test_every_form_sbatch_prints_is_tracked(cache: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, form: str
+                                             ) -> None:
+    """Issue 12, item 11: sbatch on federated/multi-cluster sites prints ``Submitted
+    batch job 123 on cluster ci`` or ``123;ci``, sometimes with warnings after the
+    id; when no id can be read at all, the job is found by its unique name.  The
+    job is never left untracked: the call completes, job.json holds the id."""
+    bindir = tmp_path / "sbatch-bin"
+    bindir.mkdir()
+    show = {"on cluster": 'echo "Submitted batch job $id on cluster ci"',
+            "semicolon": 'echo "$id;ci"',
+            "warning after": 'echo "$id"; echo "sbatch: warning: job may be held"',
+            "no id": 'echo "sbatch: job accepted"'}[form]
+    wrapper = bindir / "sbatch"
+    wrapper.write_text(f'#!/bin/sh\nid=$("{REAL["sbatch"]}" --parsable "$@") || exit $?\n'
+                       f'id=${{id%%;*}}\n{show}\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    with SlurmClusterExecutor(cache_directory=cache) as exe:
+        fut = exe.submit(add, 40, 2)
+        assert fut.result(timeout=60) == 42
+    jid = str(job_of(cache, fut.key)["job_id"])
+    assert jid.isdigit()
+    wait_for(lambda: slurm_state(jid) == "COMPLETED", 20, f"job {jid} to complete")

@@ -163,7 +163,18 @@ class Backend:
         """Withdraw a dispatched task that has not started (best effort)."""
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop workers / forget the scheduler connection."""
+        """Stop workers / forget the scheduler connection (``wait=False``: do not wait
+        for workers that still run a call; they finish it and exit)."""
+
+    def goes_on(self, task: Task) -> str | None:
+        """Where a dispatched task keeps running if this driver stops now ("local
+        worker 123", "slurm job 45"), or None if it would not run without us."""
+        return None
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop at once what this backend runs on this machine (local
+        workers); scheduler jobs are left alone (they go on; ``xcache rm --force`` or
+        ``terminate_tasks_in_cache`` cancels them)."""
 
     def adopt(self, key: str, job: dict[str, Any] | None) -> bool:
         """Take over a claim whose owner died (called under the entry's claim lock).

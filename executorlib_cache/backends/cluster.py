@@ -55,6 +55,16 @@ SUBMIT_SETTLE = 3.0  # a claim this fresh may still have an sbatch in flight
 SUBMIT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 
 
+#: what a user can do about a job that ended this way
+STATE_HINTS = {
+    "OUT_OF_MEMORY": " (it used more memory than it asked for: raise resource_dict "
+                     "['memory_max'] in GB)",
+    "TIMEOUT": " (it ran longer than its time limit: raise resource_dict['run_time_max'] "
+               "in seconds)",
+    "NODE_FAIL": " (a node of the job failed; a re-run retries it)",
+}
+
+
 def result_grace() -> float:
     """Seconds a finished job's result file may take to show up (NFS attribute caches;
     ``XCACHE_RESULT_GRACE``, default 5)."""
@@ -221,11 +231,6 @@ class ClusterBackend(Backend):
         key = task.key
         entry = str(self.store.entry_dir(key))
         out, err = os.path.join(entry, "job.out"), os.path.join(entry, "job.err")
-        for stale in (out, err):  # from an earlier attempt: never show its tail
-            try:
-                os.unlink(stale)
-            except FileNotFoundError:
-                pass
         name = job_name(key, secrets.token_hex(4))
         old = {k: v for k, v in (claims.read_claim(self.store, key) or {}).items()
                if k not in claims.SUBMISSION_FIELDS}
@@ -236,7 +241,8 @@ class ClusterBackend(Backend):
             "dependencies": upstream_job_ids,
         })
         argv = runner_argv(self.sched, sys.executable, self.store, key, task.resources)
-        command = job_script(argv, self.submitter.cwd, self.submitter.pythonpath)
+        command = job_script(argv, self.submitter.cwd, self.submitter.pythonpath,
+                             self.sched.JOB_ENV)
         jid = self.submitter.submit(name=name, working_directory=entry, command=command,
                                     resources=task.resources, stdout=out, stderr=err,
                                     dependency_list=upstream_job_ids, what=key)
@@ -286,6 +292,10 @@ class ClusterBackend(Backend):
 
     def shutdown(self, wait: bool = True) -> None:
         self._flush_cancels()
+
+    def goes_on(self, task: Task) -> str | None:
+        """A call with a job goes on as that job (queued or running)."""
+        return f"{self.name} job {task.job_id}" if task.job_id else None
 
     def check(self, tasks: dict[str, Task]) -> list[Event]:
         now = time.monotonic()
@@ -447,6 +457,7 @@ class ClusterBackend(Backend):
         else:
             what = f"{who} ended {st.state}{f' ({st.reason})' if st.reason else ''} " \
                    "without a result"
+            what += STATE_HINTS.get(st.state, "")
         err = log_file(self.sched, record, str(task.job_id))
         text = tail(err)
         if text:
@@ -455,16 +466,22 @@ class ClusterBackend(Backend):
 
 
 def log_file(sched: ModuleType, record: dict[str, Any], job_id: str) -> str | None:
-    """The job's stderr named in its claim or, if that file does not exist (a user's
-    template that names no output), the file the scheduler writes by default."""
+    """The job's stderr named in its claim or, if that is empty (a user's template
+    that names no output file), the file the scheduler writes by default."""
     err = record.get("stderr")
-    if err and os.path.exists(str(err)):
-        return str(err)
+    candidates = [str(err)] if err else []
     workdir = record.get("working_directory")
     if workdir and job_id:
-        for path in sched.default_log_files(job_id, str(workdir)):
-            if os.path.exists(path):
+        candidates += sched.default_log_files(job_id, str(workdir))
+    for path in candidates:  # the first that has something to say
+        try:
+            if os.path.getsize(path) > 0:
                 return path
+        except OSError:
+            continue
+    for path in candidates[1:]:  # the scheduler wrote its default file: ours is unused
+        if os.path.exists(path):
+            return path
     return str(err) if err else None
 
 

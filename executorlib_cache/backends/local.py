@@ -51,6 +51,11 @@ class _Worker:
         return self.mpi_slots or (1 if self.keys else 0)
 
 
+#: why a process usually gets SIGKILL without anyone sending it
+OOM_HINT = ("SIGKILL usually means the kernel's out-of-memory killer: check `dmesg` or the "
+            "call's memory use, and run fewer calls at once (max_workers)")
+
+
 def describe_exit(returncode: int) -> str:
     """A ``Popen.returncode`` in words: ``killed by signal SIGKILL`` / ``exited with code 2``."""
     if returncode < 0:
@@ -59,6 +64,11 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with code {returncode}"
+
+
+def died_hint(returncode: int) -> str:
+    """`` (hint)`` for a death with a usual cause (SIGKILL: out of memory), else ""."""
+    return f" ({OOM_HINT})" if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) else ""
 
 
 class LocalBackend(Backend):
@@ -121,6 +131,9 @@ class LocalBackend(Backend):
              str(os.getpid())],
             stdin=subprocess.DEVNULL,
             env=env,
+            # its own session: a Ctrl-C in the terminal reaches the driver only, which
+            # decides (workers finish their call, or are stopped by a second Ctrl-C)
+            start_new_session=True,
         )
         self._workers[proc.pid] = _Worker(proc)
 
@@ -251,32 +264,63 @@ class LocalBackend(Backend):
         if key not in w.started and (not started or started.get("pid") != w.proc.pid):
             return Requeue(key, message)  # queued behind the task that died: never began
         return Died(key, f"worker process {w.proc.pid} {describe_exit(rc)} while running "
-                         f"task {key}; the worker was replaced", state=describe_exit(rc))
+                         f"task {key}; the worker was replaced{died_hint(rc)}",
+                    state=describe_exit(rc))
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every worker now (SIGKILL to its process group, MPI ranks
+        included): nothing of this driver keeps running on this machine."""
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL every worker and its MPI processes (its process group)."""
+        for w in self._workers.values():
+            try:
+                os.killpg(w.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for w in self._workers.values():
+            try:
+                w.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._workers.clear()
+        self._by_ident.clear()
+
+    def _send_exit(self) -> None:
+        if self._sock is None:
+            return
+        for w in self._workers.values():
+            if w.ident is not None:
+                try:
+                    self._sock.send_multipart([w.ident, b"exit"], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
 
     def shutdown(self, wait: bool = True) -> None:
-        if self._sock is not None:
-            for w in self._workers.values():
-                if w.ident is not None:
-                    try:
-                        self._sock.send_multipart([w.ident, b"exit"], zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        pass
+        """Tell every worker to exit.  ``wait``: wait up to 5 s for them (they are
+        idle: every call is resolved), then kill what is left; else leave them to
+        finish the call they run and exit on their own."""
+        self._send_exit()
         for w in self._workers.values():
             if w.ident is None and not w.keys:
                 # still starting: it holds no task and would never hear "exit" (shutdown
                 # used to wait 5 s for it, then kill it)
                 w.proc.terminate()
-        deadline = time.monotonic() + 5
-        for w in self._workers.values():
-            try:
-                w.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait()
+        if wait:
+            deadline = time.monotonic() + 5
+            for w in self._workers.values():
+                try:
+                    w.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    w.proc.kill()
+                    w.proc.wait()
         self._workers.clear()
         if self._sock is not None:
-            self._sock.close(linger=0)
+            # deliver the "exit" messages before the socket goes (busy workers read
+            # them after their call)
+            self._sock.close(linger=1000 if not wait else 0)
             self._sock = None
-        if self._dir is not None:
+        if self._dir is not None:  # connected workers keep their connection
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -19,7 +19,11 @@ the exactly-once hand-out)::
 * **A worker that dies** (time limit, scancel, node failure, a task that killed
   its process) loses only the entries it was running: each is queued again once
   (a new ticket), and fails with ``TaskDiedError`` ("slurm worker job 123 ended
-  TIMEOUT while running this task") if its second worker dies too.  The driver
+  TIMEOUT while running this task") if its second worker dies too.  A call lost
+  to a worker's time limit is retried only on a worker with enough time left (the
+  ticket's claim says how much: 1.25 x how long it ran; a worker with less puts
+  it back and retires), and not at all when it ran out of most of a whole worker's
+  limit: then it fails at once, with a hint to give it its own ``run_time_max``.  The driver
   keeps up to K workers alive while tickets wait.
 * **Entries that do not fit a worker** (more ``cores`` than the worker's, another
   partition, other gpus, memory, time limit ...) go as their own job: this backend
@@ -60,6 +64,11 @@ from .workers import Worker, WorkerJobs
 PER_CALL_KEYS = frozenset({"cwd", "cache_key"})
 #: attempts per entry when its worker job dies (the first run and one retry)
 MAX_ATTEMPTS = 2
+#: a call that ran out of more than this share of a worker's time limit is not retried
+#: on another worker (it would run out again): it fails with a hint at once
+WORKER_TIME_SHARE = 0.7
+#: a retried call is taken only by a worker with this many times what it ran before left
+RETRY_TIME_FACTOR = 1.25
 #: worker jobs in a row that ended without taking a ticket: the workers cannot start
 MAX_START_FAILURES = 3
 
@@ -202,7 +211,7 @@ class PoolBackend(Backend):
                 "workers": self.workers.job_ids()}
         pool_queue.write_json(self.qdir / pool_queue.POOL_JSON, info, self.store.file_mode)
 
-    def _enqueue(self, task: Task, attempt: int) -> None:
+    def _enqueue(self, task: Task, attempt: int, min_time_left: float | None = None) -> None:
         """A ticket for the claim in job.json (its token names that claim).
 
         The first attempt reuses the claim ``submit()`` wrote: one file created per
@@ -213,6 +222,8 @@ class PoolBackend(Backend):
         if claim is None or "owner" not in claim or "submitted" not in claim:
             claim = claims.claim_record(self.name, task.meta, pool=self.pool_id,
                                         attempt=attempt, queue_directory=self._qdir)
+            if min_time_left:  # a retry after a time limit: only a worker with this left
+                claim["min_time_left"] = round(RETRY_TIME_FACTOR * min_time_left, 1)
             claim["ticket"] = pool_queue.ticket_name(next(self._seq),
                                                      claims.claim_token(claim), key)
             claims.write_claim(self.store, key, claim)
@@ -442,15 +453,24 @@ class PoolBackend(Backend):
         assert tk is not None
         key = task.key
         tk.deaths.append(why)
+        hint = ""
         with self.store.claim(key):
             done = finished_event(key, self.store.names(key) or set())
             if done is not None:
                 tk.state = "done"
                 return [done]
-            if tk.attempt < MAX_ATTEMPTS:
+            needs = self._time_needed(key, worker)
+            limit = self.worker_resources.run_time_max
+            if needs and limit and needs > WORKER_TIME_SHARE * limit:
+                # it ran out of a worker's whole time limit: a retry on any worker would too
+                hint = (f"; it ran {needs:.0f} s and a worker job has {limit} s "
+                        "(run_time_max): give this call its own time limit, e.g. "
+                        "resource_dict={'run_time_max': ...}, so it runs as its own job, "
+                        "or raise the executor's run_time_max")
+            elif tk.attempt < MAX_ATTEMPTS:
                 self.store.reset_for_retry(key)  # started.json/job.json of the lost run
                 self._make_queue()
-                self._enqueue(task, tk.attempt + 1)
+                self._enqueue(task, tk.attempt + 1, min_time_left=needs)
                 return []
         tk.state = "failed"
         history = tk.deaths
@@ -464,7 +484,17 @@ class PoolBackend(Backend):
         elif err:
             msg += f" (nothing on stderr: {err})"
         state = worker.state if worker is not None else "GONE"
-        return [Died(key, f"task {key}: {msg}", state=state)]
+        return [Died(key, f"task {key}: {msg}{hint}", state=state)]
+
+    def _time_needed(self, key: str, worker: Worker | None) -> float | None:
+        """Seconds a call that died with its worker at the time limit needs at least
+        (how long it ran before the kill), else None."""
+        if worker is None or worker.state != "TIMEOUT":
+            return None
+        taken = (claims.read_claim(self.store, key) or {}).get("taken")
+        if not isinstance(taken, (int, float)):
+            return None
+        return max(0.0, time.time() - (time.monotonic() - worker.ended_at) - taken)
 
     def _apply_worker_statuses(self, pooled: dict[str, Task], watched: list[Worker],
                                poll: Poll, now: float) -> list[Event]:
@@ -498,6 +528,18 @@ class PoolBackend(Backend):
         return events
 
     # ------------------------------------------------------------- shutdown
+    def goes_on(self, task: Task) -> str | None:
+        """A ticket goes on with the pool's worker jobs (queued or taken); a call run
+        as its own job goes on as that job."""
+        tk = _ticket(task)
+        if tk is None:
+            return self.jobs.goes_on(task)
+        if not tk.open:
+            return None
+        if tk.state == "taken" and task.job_id:
+            return f"{self.name} worker job {task.job_id}"
+        return f"the {self.name} worker jobs of pool {self.pool_id}"
+
     def shutdown(self, wait: bool = True) -> None:
         """wait=True: every call is resolved; stop the workers (``.stop``), cancel
         those still queued in the scheduler (one call) and remove the queue

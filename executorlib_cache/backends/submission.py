@@ -32,6 +32,8 @@ from ..schedulers import commands as cmds
 from ..store import Store
 
 JOB_NAME_KEY_CHARS = 80
+#: the batch script pysqa writes into a job's working directory
+JOB_SCRIPT = "run_queue.sh"
 
 
 def env_float(name: str, default: float) -> float:
@@ -93,15 +95,28 @@ def runner_argv(sched: ModuleType, python: str, store: Store, key: str,
             *mpi, "--backend", sched.NAME, *mode_args(store), str(store.root), key]
 
 
-def job_script(argv: list[str], cwd: str, pythonpath: str) -> str:
-    """Shell lines that cd to the driver's directory, set its import path and exec
-    ``argv`` (a runner, or a pool worker)."""
+def job_script(argv: list[str], cwd: str, pythonpath: str,
+               env: dict[str, str] | None = None) -> str:
+    """Shell lines that cd to the driver's directory, set its import path and the
+    scheduler's job variables (``env``), and exec ``argv`` (a runner, or a pool
+    worker)."""
     warn = shlex.quote(f"executorlib_cache: cannot cd to {cwd}; running in")
     lines = [f"cd {shlex.quote(cwd)} || echo {warn} \"$PWD\" >&2"]
     if pythonpath:
         lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
+    for name, value in (env or {}).items():
+        lines.append(f"export {name}={shlex.quote(value)}")
     lines.append("exec " + shlex.join(argv))
     return "\n".join(lines)
+
+
+def _fresh_file(path: str, mode: int) -> None:
+    """An empty file at ``path`` with ``mode`` (a stale one of an earlier attempt goes)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
 
 
 def template_directory() -> str:
@@ -121,10 +136,12 @@ def template_directory() -> str:
 
 
 class _Execute:
-    """pysqa's ``execute_command``: raise with the scheduler's text, keep the output."""
+    """pysqa's ``execute_command``: raise with the scheduler's text, keep the output;
+    the job script pysqa just wrote gets the executor's file mode first."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, file_mode: int = 0o600) -> None:
         self._env = env
+        self.file_mode = file_mode
         self.output: str | None = None
 
     def __call__(self, commands: str | list[str], working_directory: str | None = None,
@@ -132,6 +149,12 @@ class _Execute:
                  error_filename: str = "pysqa.err") -> str | list[str]:
         cmd = commands if isinstance(commands, list) else shlex.split(commands)
         self.output = None
+        if working_directory:
+            script = os.path.join(working_directory, JOB_SCRIPT)
+            try:  # pysqa writes it with the umask's mode (often 0644)
+                os.chmod(script, self.file_mode)
+            except FileNotFoundError:
+                pass
         try:
             proc = cmds.run_command(cmd, cwd=working_directory, env=self._env())
         except SchedulerError as e:
@@ -192,7 +215,7 @@ class Submitter:
         self.sched = sched
         self.store = store
         self.calls = calls
-        self._execute = _Execute(self.env)
+        self._execute = _Execute(self.env, store.file_mode)
         self._qa = load_adapter(sched, pysqa_config_directory, self._execute)
         self.queue_config: dict[str, Any] = dict((self._qa.config or {}).get("queues") or {})
         self.primary = (self._qa.config or {}).get("queue_primary")
@@ -279,6 +302,8 @@ class Submitter:
         by ``name`` (which must be unique) first."""
         self.calls["submit"] = self.calls.get("submit", 0) + 1
         self._execute.output = None
+        for log in {stdout, stderr}:  # fresh, with the executor's mode: the scheduler
+            _fresh_file(log, self.store.file_mode)  # truncates it and keeps the mode
         try:
             self._qa.submit_job(
                 queue=self.queue_for(resources), job_name=name,

@@ -152,7 +152,8 @@ class WorkerJobs:
             self._last_name, self._last_worker = name, w
             jid = self.submitter.submit(
                 name=name, working_directory=str(wdir),
-                command=job_script(argv, self.submitter.cwd, self.submitter.pythonpath),
+                command=job_script(argv, self.submitter.cwd, self.submitter.pythonpath,
+                             self.sched.JOB_ENV),
                 resources=self.resources, stdout=out, stderr=err,
                 what=f"pool worker {name}")
             self.calls["workers"] += 1

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from ..claims import confirm_claim
+from ..claims import confirm_claim, read_claim
 from ..errors import ClaimTimeoutError, TaskDiedError
 from ..pool_queue import (
     EXIT,
@@ -133,6 +133,13 @@ class PoolWorker:
         self.longest = 0.0
         self.tasks = 0
         self.dropped = 0
+        self.retire: str | None = None  # why this worker stops taking tickets
+
+    def time_left(self) -> float | None:
+        """Seconds of this job's time limit left (None: no limit known)."""
+        if self.time_limit is None:
+            return None
+        return self.time_limit - (time.monotonic() - self.started)
 
     # ------------------------------------------------------------- loop
     def serve(self) -> str:
@@ -144,6 +151,8 @@ class PoolWorker:
             if os.path.exists(f"{self._qdir}/{STOP}"):
                 return "stopped by the driver"
             now = time.monotonic()
+            if self.retire:
+                return self.retire
             if self.time_limit is not None:
                 left = self.time_limit - (now - self.started)
                 margin = min(MARGIN_MAX, MARGIN_FRACTION * self.time_limit)
@@ -177,6 +186,18 @@ class PoolWorker:
         except FileNotFoundError:
             return False  # another worker was faster, or the driver withdrew it
         key = ticket_key(ticket)
+        need = (read_claim(self.store, key) or {}).get("min_time_left")
+        left = self.time_left()
+        if isinstance(need, (int, float)) and left is not None and left < need:
+            # a retry after a time limit needs more time than this worker has: give
+            # the ticket back for a worker with more time, and retire
+            try:
+                os.rename(taken, f"{self._qdir}/{ticket}")
+            except FileNotFoundError:
+                pass
+            self.retire = (f"ticket {ticket} needs {need:.0f} s, {left:.0f} s left: "
+                           "left for a fresh worker")
+            return True
         try:
             mine = confirm_claim(
                 self.store, key, ticket_token(ticket), self.claim_timeout,
@@ -204,13 +225,14 @@ class PoolWorker:
     def _run(self, key: str) -> None:
         try:
             payload, meta = self.store.read_task(key)
-            resources: Resources | None = Resources.stored(meta.get("resource_dict"))
         except Exception:  # run_entry reads it again and records why it cannot
-            payload, resources = None, None
-        if resources is not None and resources.mpi:
+            run_entry(self.store, key, backend=self.backend)
+            return
+        resources = Resources.stored(meta.get("resource_dict"))
+        if resources.mpi:
             self._run_mpi(key, resources)
         else:
-            run_entry(self.store, key, payload, resources, backend=self.backend)
+            run_entry(self.store, key, payload, meta, backend=self.backend)
 
     def _run_mpi(self, key: str, resources: Resources) -> None:
         """``srun -n N`` / ``flux run -n N`` of the MPI runner inside this allocation."""

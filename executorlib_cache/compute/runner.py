@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..deps import resolve_refs
-from ..errors import UpstreamFailedError
+from ..errors import SerializationError, UpstreamFailedError
 from ..resources import Resources
 from ..schedulers import NAMES, dialect
 from ..serialization import dumps, dumps_exception, loads
@@ -41,11 +41,17 @@ THREAD_VARS = (
 
 
 @contextlib.contextmanager
-def task_environment(resources: dict[str, Any]) -> Iterator[None]:
-    """Apply ``cwd`` and ``threads_per_core`` for the duration of one call."""
+def task_environment(resources: dict[str, Any], argv: list[str] | None = None
+                     ) -> Iterator[None]:
+    """Apply ``cwd`` and ``threads_per_core`` for the duration of one call, and give
+    it the driver's ``sys.argv`` (a call reading ``sys.argv`` sees the script's
+    command line, not the worker's)."""
     saved_env = {v: os.environ.get(v) for v in THREAD_VARS}
     saved_cwd = os.getcwd()
+    saved_argv = sys.argv
     try:
+        if argv is not None:
+            sys.argv = list(argv)
         threads = resources.get("threads_per_core")
         if threads:
             for v in THREAD_VARS:
@@ -54,6 +60,7 @@ def task_environment(resources: dict[str, Any]) -> Iterator[None]:
             os.chdir(resources["cwd"])
         yield
     finally:
+        sys.argv = saved_argv
         os.chdir(saved_cwd)
         for v, old in saved_env.items():
             if old is None:
@@ -68,7 +75,9 @@ UPSTREAM_WAIT = float(os.environ.get("XCACHE_UPSTREAM_WAIT", "10"))
 
 
 def load_upstream(store: Store, key: str) -> Any:
-    """The value of a finished upstream entry, or UpstreamFailedError."""
+    """The value of a finished upstream entry.  Raises UpstreamFailedError (naming
+    the upstream and the root cause of its failure, bounded along any chain) or
+    SerializationError (its value cannot be unpickled here)."""
     outcome = store.read_outcome(key)
     deadline = time.monotonic() + UPSTREAM_WAIT
     while outcome is None and time.monotonic() < deadline:
@@ -79,10 +88,18 @@ def load_upstream(store: Store, key: str) -> Any:
         raise UpstreamFailedError(f"upstream task {key} has no result in {store.root}", key)
     if outcome.status != "done":
         m = outcome.meta
-        raise UpstreamFailedError(
-            f"upstream task {key} failed: {m.get('error_type')}: {m.get('error_message')}", key
-        )
-    return loads(outcome.payload)
+        return _raise(UpstreamFailedError.from_root(
+            key, str(m.get("root_key") or key), m.get("root_type") or m.get("error_type"),
+            m.get("root_message") or m.get("error_message")))
+    try:
+        return loads(outcome.payload)
+    except Exception as e:
+        raise SerializationError(f"the result of upstream task {key} cannot be unpickled "
+                                 f"here ({type(e).__name__}: {e})") from e
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
 
 
 def job_id_here(backend: str) -> str | None:
@@ -98,8 +115,25 @@ def job_id_here(backend: str) -> str | None:
     return None
 
 
-def _call(store: Store, payload: bytes, resources: dict[str, Any]) -> Any:
-    fn, args, kwargs = loads(payload)
+class _NotRun(Exception):
+    """The call could not even start here (``cause`` says why); not its own error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _call(store: Store, payload: bytes, meta: dict[str, Any]) -> tuple[Any, Any]:
+    """``(fn, fn(*args, **kwargs))`` with upstream values loaded from the cache."""
+    try:
+        fn, args, kwargs = loads(payload)
+    except Exception as e:  # e.g. its module is not importable on this node: keep its
+        # type (code may catch ImportError), say where and why in a note
+        if hasattr(e, "add_note"):
+            e.add_note(f"(executorlib_cache: the call cannot be unpickled on "
+                       f"{socket.gethostname()}; is the module that defines it importable "
+                       "there?)")
+        raise _NotRun(e) from None
     memo: dict[str, Any] = {}
 
     def load(k: str) -> Any:
@@ -107,18 +141,43 @@ def _call(store: Store, payload: bytes, resources: dict[str, Any]) -> Any:
             memo[k] = load_upstream(store, k)
         return memo[k]
 
-    args = resolve_refs(args, load)
-    kwargs = resolve_refs(kwargs, load)
-    with task_environment(resources):
-        return fn(*args, **kwargs)
+    try:
+        args = resolve_refs(args, load)
+        kwargs = resolve_refs(kwargs, load)
+    except (UpstreamFailedError, SerializationError) as e:
+        raise _NotRun(e) from None
+    with task_environment(Resources.stored(meta.get("resource_dict")), meta.get("argv")):
+        return fn, fn(*args, **kwargs)
 
 
-def failure(exc: BaseException) -> tuple[bytes, dict[str, Any]]:
-    """Payload and metadata of an exception raised while running a call
-    (``reason``: ``upstream`` for an :class:`UpstreamFailedError`, else ``raised``).
-    """
+def pickle_result(fn: Any, value: Any) -> bytes:
+    """The pickled return value; SerializationError naming the function and the
+    value's type when it cannot be pickled (a generator, an open file...)."""
+    try:
+        return dumps(value)
+    except Exception as e:
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        raise SerializationError(f"the return value of {name!r} cannot be pickled "
+                                 f"({type(value).__name__}): {e}") from e
+
+
+#: ``reason`` of a failure, by what went wrong (``xcache show`` prints it)
+def reason_of(exc: BaseException, not_run: bool = False) -> str:
+    """``upstream`` (an upstream failed), ``unpicklable`` (a value could not cross
+    the process boundary, or the call could not be loaded: ``not_run``) or
+    ``raised`` (the function raised)."""
+    if isinstance(exc, UpstreamFailedError):
+        return "upstream"
+    if isinstance(exc, SerializationError) or not_run:
+        return "unpicklable"
+    return "raised"
+
+
+def failure(exc: BaseException, not_run: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """Payload and metadata of an exception raised while running a call, with its
+    ``reason`` (:func:`reason_of`)."""
     payload, meta = dumps_exception(exc)
-    meta["reason"] = "upstream" if isinstance(exc, UpstreamFailedError) else "raised"
+    meta["reason"] = reason_of(exc, not_run)
     return payload, meta
 
 
@@ -126,22 +185,29 @@ def run_entry(
     store: Store,
     key: str,
     payload: bytes | None = None,
-    resources: dict[str, Any] | None = None,
+    task_meta: dict[str, Any] | None = None,
     backend: str = "local",
 ) -> tuple[str, bytes, dict[str, Any]]:
-    """Run the entry in this process; return and persist (status, payload, meta)."""
+    """Run the entry in this process; return and persist ``(status, payload, meta)``.
+
+    ``payload``/``task_meta`` as handed over by a local worker (else read from
+    ``task.h5``).  A failure is recorded with its reason: the function raised, an
+    upstream failed, or a value could not be pickled or unpickled here.
+    """
     started = time.time()
     job_id = job_id_here(backend)
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
             "backend": backend}
     store.write_json(key, STARTED_JSON, {**info, "started": started})
     try:
-        if payload is None or resources is None:
+        if payload is None or task_meta is None:
             payload, task_meta = store.read_task(key)
-            resources = Resources.stored(task_meta.get("resource_dict"))
-        value = _call(store, payload, resources)
+        fn, value = _call(store, payload, task_meta)
         extra: dict[str, Any] = {}
-        status, out = "done", dumps(value)
+        status, out = "done", pickle_result(fn, value)
+    except _NotRun as exc:
+        status = "failed"
+        out, extra = failure(exc.cause, not_run=True)
     except Exception as exc:  # the function raised: that is data, not a crash
         status = "failed"
         out, extra = failure(exc)
@@ -171,10 +237,16 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         store.write_json(key, STARTED_JSON, {**info, "started": started})
     try:
         payload, task_meta = store.read_task(key)
-        value = _call(store, payload, task_meta.get("resource_dict", {}))
-        values = comm.gather(value, root=0)
+        fn, value = _call(store, payload, task_meta)
+        # gathered as cloudpickle bytes: the same rules as a one-rank call (mpi4py's
+        # own pickle could not send a lambda), and a failure names the rank
+        mine = pickle_result(fn, value)
+        values = comm.gather(mine, root=0)
     except Exception as exc:
-        out, extra = failure(exc)
+        if isinstance(exc, _NotRun):
+            out, extra = failure(exc.cause, not_run=True)
+        else:
+            out, extra = failure(exc)
         finished = time.time()
         store.write_outcome(key, "failed", out, {**info, **extra, "rank": rank,
                                                  "started": started, "finished": finished,
@@ -188,7 +260,7 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         meta = {**info, "started": started, "finished": finished,
                 "runtime": finished - started}
         try:
-            store.write_outcome(key, "done", dumps(values), meta)
+            store.write_outcome(key, "done", dumps([loads(v) for v in values or []]), meta)
         except Exception as exc:
             out, extra = failure(exc)
             store.write_outcome(key, "failed", out, {**meta, **extra})

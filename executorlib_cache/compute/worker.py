@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,9 +45,12 @@ def run_mpi_task(store: Store, key: str, cores: int) -> tuple[str, bytes, dict[s
     if outcome is not None:
         return outcome.status, outcome.payload, outcome.meta
     tail = proc.stderr.decode(errors="replace")[-2000:]
+    hint = (" (a rank was killed by SIGKILL, which usually means the kernel's "
+            "out-of-memory killer: check `dmesg` or the call's memory use)"
+            if proc.returncode in (-9, 137) or "signal 9" in tail or "Killed" in tail else "")
     exc = TaskDiedError(
         f"MPI run of {key} ({' '.join(cmd[:3])}) exited with code {proc.returncode} "
-        f"without writing a result; stderr tail:\n{tail}"
+        f"without writing a result{hint}; stderr tail:\n{tail}"
     )
     payload, meta = dumps_exception(exc)
     meta["reason"] = "died"
@@ -73,7 +77,9 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
 
     The driver may queue a second task here while the first runs (so a worker never
     waits for a round trip); "started" tells it which one really began, and a
-    "cancel" that arrives before a queued task starts withdraws it.
+    "cancel" that arrives before a queued task starts withdraws it.  A call handed
+    to this worker counts as started: after "exit", or once the driver is gone, the
+    worker still runs the calls it holds, then exits.
     """
     store = Store(cache_directory, create=False, dir_mode=dir_mode, file_mode=file_mode)
     ctx = zmq.Context()
@@ -82,22 +88,25 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
     sock.connect(address)
     sock.send_multipart([b"ready", str(os.getpid()).encode()])
     queue: deque[list[bytes]] = deque()
+    exiting = False  # told to exit, or the driver is gone: run what we hold, then go
     try:
         while True:
             if not queue:
+                if exiting:
+                    return
                 if not sock.poll(1000):
                     if os.getppid() != parent:  # the driver is gone and we are idle
                         return
                     continue
-            if not _take_messages(sock, queue):
-                return  # b"exit"
+            if not exiting and not _take_messages(sock, queue):
+                exiting = True  # b"exit": the calls handed to us still run
             if not queue:
                 continue
             msg = queue.popleft()
             _send(sock, [b"started", msg[1]])
             _run_one(store, sock, msg)
-            if os.getppid() != parent:  # finished the task in hand; nobody to serve now
-                return
+            if os.getppid() != parent:  # nobody to serve any more: finish what we hold
+                exiting = True
     finally:
         sock.close(linger=500)
         ctx.term()
@@ -123,12 +132,12 @@ def _take_messages(sock: zmq.Socket, queue: deque[list[bytes]]) -> bool:
 
 def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
     key, payload = msg[1].decode(), msg[2]
-    resources = Resources.stored(json.loads(msg[3]))
-    cores = resources.cores
+    task_meta = json.loads(msg[4])
+    cores = Resources.stored(json.loads(msg[3])).cores
     try:
         # always: a task.h5 left by an earlier attempt may be damaged or tampered
         # with, and this claim's payload is what runs
-        store.write_task(key, payload, json.loads(msg[4]))
+        store.write_task(key, payload, task_meta)
     except Exception as exc:  # disk full, permission denied: fail the task, clearly
         out, meta = dumps_exception(exc)
         meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
@@ -138,7 +147,7 @@ def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
         if cores > 1:
             status, out, meta = run_mpi_task(store, key, cores)
         else:
-            status, out, meta = run_entry(store, key, payload, resources)
+            status, out, meta = run_entry(store, key, payload, task_meta)
     except Exception as exc:  # not even the error could be written (disk full,
         status = "failed"  # read-only): tell the driver why instead of dying
         out, meta = dumps_exception(exc)
@@ -154,7 +163,10 @@ def _send(sock: zmq.Socket, parts: list[bytes]) -> None:
 
 
 def main() -> None:
-    """``python -m executorlib_cache.compute.worker ADDR CACHE DIRMODE FILEMODE DRIVER_PID``."""
+    """``python -m executorlib_cache.compute.worker ADDR CACHE DIRMODE FILEMODE DRIVER_PID``.
+
+    SIGINT is ignored: the driver decides what a Ctrl-C means for its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     address, cache_directory, dir_mode, file_mode, parent = sys.argv[1:6]
     serve(address, cache_directory, int(dir_mode, 8), int(file_mode, 8), int(parent))
 

@@ -48,6 +48,7 @@ class Dialect(Protocol):
     QUEUE_TYPE: str  #: pysqa's queue_type
     CONFIG_FILES: tuple[str, ...]  #: pysqa configuration file names, in order of preference
     WHY_UNSUPPORTED: dict[str, str]  #: resource keys it refuses, and why
+    JOB_ENV: dict[str, str]  #: variables exported in every batch script
 
     def unsupported(self, resources: dict[str, Any]) -> list[str]:
         """resource_dict keys this scheduler cannot honour (sorted)."""

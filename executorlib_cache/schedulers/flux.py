@@ -60,6 +60,10 @@ def status(state: str, reason: str = "") -> JobStatus:
     return JobStatus(state, PHASES.get(state, Phase.QUEUED), reason)
 
 
+#: exported in every batch script (nothing for flux: a job is its own instance)
+JOB_ENV: dict[str, str] = {}
+
+
 def unsupported(resources: dict[str, Any]) -> list[str]:
     """resource_dict keys flux cannot honour (``WHY_UNSUPPORTED`` says why)."""
     return sorted(set(resources) - SUPPORTED)

@@ -59,6 +59,13 @@ def status(state: str, reason: str = "") -> JobStatus:
     return JobStatus(state, PHASES.get(state, Phase.QUEUED), reason)
 
 
+#: exported in every batch script: ``srun`` steps may share the CPUs of the step that
+#: runs the call (``--overlap``), so a rank of an MPI call can start ``srun`` itself
+#: (an external MPI program, ``srun hostname``) instead of waiting for free CPUs
+#: until the time limit
+JOB_ENV = {"SLURM_OVERLAP": "1"}
+
+
 def unsupported(resources: dict[str, Any]) -> list[str]:
     """resource_dict keys SLURM cannot honour (none today: all are mapped)."""
     return sorted(set(resources) - SUPPORTED)

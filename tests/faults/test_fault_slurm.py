@@ -280,14 +280,25 @@ def test_squeue_failing_just_below_the_limit_is_tolerated(tmp_path, cache, wrapp
 def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache, max_workers):
     """Every file a job writes gets the executor's modes; pool workers too
     (regression, issue 11: they got neither dir_mode nor file_mode)."""
+    def modes_now() -> dict[str, str]:
+        files = [p for p in cache.rglob("*") if p.is_file() and ".locks" not in p.parts]
+        return {str(p.relative_to(cache)): oct(p.stat().st_mode & 0o777) for p in files}
+
     old = os.umask(0o022)
     try:
         with SlurmClusterExecutor(cache_directory=cache, dir_mode=0o750, file_mode=0o640,
                                   max_workers=max_workers) as exe:
             fut = exe.submit(work, str(tmp_path / "count"), 3)
             assert fut.result(timeout=40) == 9
+            during = modes_now()  # a pool's queue (worker scripts, logs) goes at shutdown
     finally:
         os.umask(old)
-    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (cache / fut.key).iterdir()
-             if p.name.endswith((".h5", ".json"))}
+    # every file, the job script and the job's logs included (issue 12, item 14:
+    # they used to be 0644 whatever file_mode said); pool workers' files too
+    modes = {**during, **modes_now()}
+    assert any(p.endswith("run_queue.sh") for p in modes) and \
+        any(p.endswith("job.out") for p in modes), modes
     assert set(modes.values()) == {"0o640"}, modes
+    dirs = {str(p.relative_to(cache)): oct(p.stat().st_mode & 0o777)
+            for p in cache.rglob("*") if p.is_dir()}
+    assert set(dirs.values()) <= {"0o750"}, dirs
