@@ -53,6 +53,17 @@ def test_slurm_template_gets_every_resource() -> None:
     assert slurm.template_vars({"cores": 1, "threads_per_core": 1}) == {"cores": 1}
 
 
+def test_slurm_refuses_more_nodes_than_tasks() -> None:
+    """sbatch -N 2 -n 1 only warns "can't run 1 processes on 2 nodes, setting nnodes
+    to 1" and runs on one node: refused at submit() instead (flux refuses it itself)."""
+    assert slurm.not_as_asked(FULL) is None
+    assert slurm.not_as_asked({"cores": 2, "num_nodes": 2}) is None
+    assert slurm.not_as_asked({"cores": 1}) is None
+    msg = slurm.not_as_asked({"cores": 1, "num_nodes": 2})
+    assert msg is not None and "num_nodes=2 with cores=1" in msg
+    assert flux.not_as_asked({"cores": 1, "num_nodes": 2}) is None
+
+
 def test_slurm_memory_and_launcher() -> None:
     assert slurm.memory_spec(4) == 4 and slurm.memory_spec(4.0) == 4
     assert slurm.memory_spec(0.5) == "512M"
@@ -389,3 +400,4 @@ def test_a_pool_asks_about_its_jobs_and_its_workers_in_one_status_call(
         pool.stat.next_at = pool.jobs.stat.next_at = pool.tracker.backoff.next_at = 0.0
         pool.check({"own": own})
     assert scripted.queries == [["41", "42"]] * 3
+
