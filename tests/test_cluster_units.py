@@ -401,3 +401,29 @@ def test_a_pool_asks_about_its_jobs_and_its_workers_in_one_status_call(
         pool.check({"own": own})
     assert scripted.queries == [["41", "42"]] * 3
 
+
+def test_a_requeued_worker_job_counts_as_dead_and_is_cancelled(rig: Any) -> None:
+    """A worker job SLURM requeues (node failure under JobRequeue=1, scontrol requeue)
+    is PENDING again with a ~2 min hold: its process and the calls it ran are gone.
+    The pool counts it as ended (its calls are queued again) and cancels the job, so
+    that its rerun cannot take tickets; a worker that never ran may wait as long."""
+    from executorlib_cache.backends.pool import PoolBackend
+    from executorlib_cache.backends.tracker import Poll
+    from executorlib_cache.backends.workers import Worker
+
+    _backend, _scripted, _task, _check, store = rig
+    pool = PoolBackend(store, slurm, 2, resources={"cores": 1})
+    ran = Worker("w1", "xcache-pool.w1", job_id="42")
+    waiting = Worker("w2", "xcache-pool.w2", job_id="43")
+    pool.workers.all.update(w1=ran, w2=waiting)
+    now = time.monotonic()
+    queued = slurm.status("PENDING", "Resources")
+    pool._apply_worker_statuses({}, [ran, waiting],
+                                Poll({"42": slurm.status("RUNNING"), "43": queued}), now)
+    assert not ran.ended and not waiting.ended and pool.jobs._to_cancel == []
+    pool._apply_worker_statuses({}, [ran, waiting],
+                                Poll({"42": slurm.status("PENDING", "BeginTime"), "43": queued}),
+                                now + 1)
+    assert ran.ended and ran.requeued and ran.state == "REQUEUED"
+    assert not waiting.ended
+    assert pool.jobs._to_cancel == ["42"] and pool.workers.to_cancel == []
