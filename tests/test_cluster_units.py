@@ -421,6 +421,9 @@ def test_a_requeued_worker_job_counts_as_dead_and_is_cancelled(rig: Any) -> None
     pool._apply_worker_statuses({}, [ran, waiting],
                                 Poll({"42": slurm.status("RUNNING"), "43": queued}), now)
     assert not ran.ended and not waiting.ended and pool.jobs._to_cancel == []
+    waiting.took = True  # a worker taking tickets while squeue still says CONFIGURING
+    pool._apply_worker_statuses({}, [waiting], Poll({"43": slurm.status("CONFIGURING")}), now)
+    assert not waiting.ended
     pool._apply_worker_statuses({}, [ran, waiting],
                                 Poll({"42": slurm.status("PENDING", "BeginTime"), "43": queued}),
                                 now + 1)

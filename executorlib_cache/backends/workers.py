@@ -52,7 +52,7 @@ class Worker:
     submitted: float = field(default_factory=time.monotonic)
     status: JobStatus | None = None
     seen_alive: bool = False
-    ran: bool = False  # the scheduler showed it running
+    ran: bool = False  # the scheduler showed it running (never "queued again" before)
     requeued: bool = False  # queued again after it ran (SLURM requeue): counts as ended
     took: bool = False  # ever took a ticket (or said goodbye): it could start
     ended: bool = False  # gone: no more tickets will be taken by it
@@ -199,7 +199,7 @@ class WorkerJobs:
             if st is not None and st.active:
                 if st.phase is Phase.RUNNING:
                     w.ran = True
-                elif w.ran or w.took:
+                elif w.ran and st.state != "CONFIGURING":
                     # it ran and is queued again: SLURM requeued it (a node failure
                     # under JobRequeue=1, SLURM's default, or `scontrol requeue`).  The
                     # worker process and the calls it ran are gone, but the job would
