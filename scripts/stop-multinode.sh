@@ -60,10 +60,10 @@ done)
 stopped=""
 for f in "$STATE"/slurmd-*.pid "$STATE/slurmctld.pid"; do
   [ -s "$f" ] || continue
-  name=$(basename "$f" .pid)
-  stop_pid "$(cat "$f")" "${name%%-*}" "$name" &
-  stopped="$stopped $name"
+  name=$(basename "$f" .pid); pid=$(cat "$f")
   rm -f "$f"
+  stop_pid "$pid" "${name%%-*}" "$name" &
+  stopped="$stopped $name"
 done
 for p in $in_ns_slurmd; do stop_pid "$p" slurmd "slurmd pid $p" & done
 wait
