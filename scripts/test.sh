@@ -9,13 +9,21 @@
 #     XCACHE_TEST_SLURM=1 when SLURM answers. Without root and without a running
 #     SLURM, the SLURM tests are skipped (it says how to enable them). With CI=true a
 #     SLURM that cannot be brought up is a failure, not a skip;
+#  2b. as root, brings up the multi-node SLURM (3 slurmd nodes in network namespaces,
+#     a separate cluster next to the single-node one) with scripts/start-multinode.sh
+#     unless it is already up, and stops it on exit only if this run started it;
+#     exports XCACHE_TEST_SLURM_MN=/etc/slurm-mn/slurm.conf (the tests set SLURM_CONF
+#     to it; nothing else here does, so the rest of the suite uses the single-node
+#     cluster). Same rules as 2: CI=true makes a failed bring-up a failure;
 #  3. puts the venv's bin first on PATH, so that batch jobs, which inherit the
 #     environment of sbatch, find the venv's `python` and `mpiexec`;
 #  4. runs ruff, mypy and pytest; exits with pytest's code (5 = no test ran is a
 #     failure too), or 1 if only ruff/mypy failed.
 #
 # Knobs (env): VENV, PYTHON (interpreter for the venv, default python3),
-# XCACHE_TEST_SLURM=0 (do not look for or start SLURM), SLURM_CI_* (start-slurm.sh).
+# XCACHE_TEST_SLURM=0 (do not look for or start SLURM, either cluster),
+# XCACHE_TEST_SLURM_MN=0 (no multi-node cluster), SLURM_CI_* (start-slurm.sh),
+# SLURM_MN_* (start-multinode.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,8 +74,15 @@ slurm_ready() {
   timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
   timeout 10 sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'
 }
+mn_state=""
+MN_CONF=/etc/slurm-mn/slurm.conf
 cleanup() {
   local rc=$?
+  if [ -n "$mn_state" ]; then
+    log "stopping the multi-node SLURM this run started"
+    SLURM_MN_STATE=$mn_state bash "$REPO/scripts/stop-multinode.sh" || true
+    rm -rf "$mn_state"
+  fi
   if [ -n "$slurm_state" ]; then
     log "stopping the SLURM this run started"
     SLURM_CI_STATE=$slurm_state bash "$REPO/scripts/stop-slurm.sh" || true
@@ -105,6 +120,40 @@ else
   unset XCACHE_TEST_SLURM
 fi
 [ "${XCACHE_TEST_SLURM:-0}" = 1 ] && log "SLURM: $(sinfo -h -o '%P %a %D %T %c CPUs' | head -1)"
+
+# ------------------------------------------------------------------ 2b. multi-node SLURM
+# a second, separate cluster (its own config, ports, dirs; shared munged): only the
+# tests that set SLURM_CONF=$XCACHE_TEST_SLURM_MN use it (tests/test_multinode.py)
+mn_ready() {
+  [ -f "$MN_CONF" ] && command -v sinfo >/dev/null 2>&1 || return 1
+  SLURM_CONF=$MN_CONF timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' || return 1
+  [ "$(SLURM_CONF=$MN_CONF timeout 10 sinfo -h -N -o %T 2>/dev/null \
+       | grep -cE '^(idle|mixed|allocated)$')" -ge 3 ]
+}
+mn_wanted=${XCACHE_TEST_SLURM_MN:-1}
+unset XCACHE_TEST_SLURM_MN
+if [ "${XCACHE_TEST_SLURM:-}" != 1 ] || [ "$mn_wanted" = 0 ]; then
+  [ "$mn_wanted" = 0 ] && log "XCACHE_TEST_SLURM_MN=0: multi-node SLURM tests skipped"
+  [ "$IS_CI" = 0 ] || [ "${XCACHE_TEST_SLURM:-}" != 1 ] \
+    || die "CI=true but XCACHE_TEST_SLURM_MN=0: CI must run the multi-node tests"
+elif mn_ready; then
+  log "using the multi-node SLURM that is already running (left running afterwards)"
+  export XCACHE_TEST_SLURM_MN=$MN_CONF
+elif [ "$(id -u)" = 0 ]; then
+  mn_state=$(mktemp -d /tmp/xcache-slurm-mn-state.XXXXXX)
+  if SLURM_MN_STATE=$mn_state bash "$REPO/scripts/start-multinode.sh" && mn_ready; then
+    export XCACHE_TEST_SLURM_MN=$MN_CONF
+  elif [ "$IS_CI" = 1 ]; then
+    die "CI=true and the multi-node SLURM could not be brought up (see start-multinode.sh above)"
+  else
+    log "WARNING: the multi-node SLURM could not be brought up; its tests will be skipped"
+  fi
+else
+  [ "$IS_CI" = 0 ] || die "CI=true but not root: cannot bring up the multi-node SLURM"
+  log "not root: the multi-node SLURM tests will be skipped (sudo bash scripts/test.sh)"
+fi
+[ -n "${XCACHE_TEST_SLURM_MN:-}" ] && \
+  log "multi-node SLURM: $(SLURM_CONF=$MN_CONF sinfo -h -o '%P %a %D %T %N %c CPUs' | head -1)"
 
 # ------------------------------------------------------------------ 3. checks
 lint_failed=0

@@ -53,6 +53,17 @@ def test_slurm_template_gets_every_resource() -> None:
     assert slurm.template_vars({"cores": 1, "threads_per_core": 1}) == {"cores": 1}
 
 
+def test_slurm_refuses_more_nodes_than_tasks() -> None:
+    """sbatch -N 2 -n 1 only warns "can't run 1 processes on 2 nodes, setting nnodes
+    to 1" and runs on one node: refused at submit() instead (flux refuses it itself)."""
+    assert slurm.not_as_asked(FULL) is None
+    assert slurm.not_as_asked({"cores": 2, "num_nodes": 2}) is None
+    assert slurm.not_as_asked({"cores": 1}) is None
+    msg = slurm.not_as_asked({"cores": 1, "num_nodes": 2})
+    assert msg is not None and "num_nodes=2 with cores=1" in msg
+    assert flux.not_as_asked({"cores": 1, "num_nodes": 2}) is None
+
+
 def test_slurm_memory_and_launcher() -> None:
     assert slurm.memory_spec(4) == 4 and slurm.memory_spec(4.0) == 4
     assert slurm.memory_spec(0.5) == "512M"
@@ -389,3 +400,33 @@ def test_a_pool_asks_about_its_jobs_and_its_workers_in_one_status_call(
         pool.stat.next_at = pool.jobs.stat.next_at = pool.tracker.backoff.next_at = 0.0
         pool.check({"own": own})
     assert scripted.queries == [["41", "42"]] * 3
+
+
+def test_a_requeued_worker_job_counts_as_dead_and_is_cancelled(rig: Any) -> None:
+    """A worker job SLURM requeues (node failure under JobRequeue=1, scontrol requeue)
+    is PENDING again with a ~2 min hold: its process and the calls it ran are gone.
+    The pool counts it as ended (its calls are queued again) and cancels the job, so
+    that its rerun cannot take tickets; a worker that never ran may wait as long."""
+    from executorlib_cache.backends.pool import PoolBackend
+    from executorlib_cache.backends.tracker import Poll
+    from executorlib_cache.backends.workers import Worker
+
+    _backend, _scripted, _task, _check, store = rig
+    pool = PoolBackend(store, slurm, 2, resources={"cores": 1})
+    ran = Worker("w1", "xcache-pool.w1", job_id="42")
+    waiting = Worker("w2", "xcache-pool.w2", job_id="43")
+    pool.workers.all.update(w1=ran, w2=waiting)
+    now = time.monotonic()
+    queued = slurm.status("PENDING", "Resources")
+    pool._apply_worker_statuses({}, [ran, waiting],
+                                Poll({"42": slurm.status("RUNNING"), "43": queued}), now)
+    assert not ran.ended and not waiting.ended and pool.jobs._to_cancel == []
+    waiting.took = True  # a worker taking tickets while squeue still says CONFIGURING
+    pool._apply_worker_statuses({}, [waiting], Poll({"43": slurm.status("CONFIGURING")}), now)
+    assert not waiting.ended
+    pool._apply_worker_statuses({}, [ran, waiting],
+                                Poll({"42": slurm.status("PENDING", "BeginTime"), "43": queued}),
+                                now + 1)
+    assert ran.ended and ran.requeued and ran.state == "REQUEUED"
+    assert not waiting.ended
+    assert pool.jobs._to_cancel == ["42"] and pool.workers.to_cancel == []

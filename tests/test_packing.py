@@ -223,6 +223,26 @@ def test_sweep_removes_only_finished_queues_of_dead_drivers(tmp_path: Path) -> N
     assert sorted(p.name for p in (root / ".queue").iterdir()) == ["live", "running", "waiting"]
 
 
+def test_a_requeued_worker_job_takes_no_ticket(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rerun of a worker job SLURM requeued (SLURM_RESTART_COUNT=1): its driver
+    already queued again what the first run held, so it exits at once and says why."""
+    from executorlib_cache.compute.pool_worker import main
+
+    store = Store(tmp_path / "cache")
+    qdir = queue_dir(store.root, "p1")
+    (qdir / "workers").mkdir(parents=True)
+    ticket = ticket_name(0, "ab12cd34", "f-v1-" + "0" * 32)
+    (qdir / ticket).touch()
+    monkeypatch.setenv("SLURM_JOB_ID", "1000042")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert main([str(store.root), "p1", "--worker", "w1", "--backend", "slurm",
+                 "--time-limit", "600"]) == 0
+    assert (qdir / ticket).exists()  # not taken
+    info = json.loads((qdir / ".exit.w1").read_text())
+    assert "requeued" in info["reason"] and info["tasks"] == 0 and info["job_id"] == "1000042"
+
+
 def test_what_fits_a_worker() -> None:
     pool = PoolBackend.__new__(PoolBackend)
     pool.worker_resources = {"cores": 2, "threads_per_core": 1, "partition": "short",

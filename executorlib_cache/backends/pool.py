@@ -412,14 +412,19 @@ class PoolBackend(Backend):
             w.handled = True
             lost = [t for t in pooled.values() if (tk := _ticket(t)) and tk.state == "taken"
                     and (tk.worker == ident or taken.get(tk.name) == ident)]
-            if not w.took and not w.clean:
+            if not w.took and not w.clean and not w.requeued:  # it could not start
                 self.workers.start_failures += 1
             if lost:
                 self._keep_logs = True
             reason = w.status.reason if w.status else ""
-            why = (f"{w.describe(self.name)} ended {w.state} while running this task"
-                   f"{f' ({reason})' if reason else ''}" if not w.clean
-                   else f"{w.describe(self.name)} exited while running this task")
+            if w.requeued:
+                why = (f"{w.describe(self.name)} was requeued by {self.name} (node failure "
+                       "or requeue) while running this task; the requeued job was cancelled")
+            elif w.clean:
+                why = f"{w.describe(self.name)} exited while running this task"
+            else:
+                why = (f"{w.describe(self.name)} ended {w.state} while running this task"
+                       f"{f' ({reason})' if reason else ''}")
             for task in lost:
                 done = finished_event(task.key, self.store.names(task.key) or set())
                 if done is not None:
@@ -523,6 +528,9 @@ class PoolBackend(Backend):
                        f"{self.name} cannot run {w.describe(self.name)}: {st.reason}")
                 events += self._fail_waiting(functools.partial(_refused, msg))
         soonest = self.workers.apply_statuses([w for w in watched if not w.ended], poll, now)
+        if self.workers.to_cancel:  # requeued worker jobs: one scancel in this turn
+            self.jobs._to_cancel.extend(self.workers.to_cancel)
+            self.workers.to_cancel = []
         if soonest is not None:
             self.stat.soon(min(soonest, now + STAT_MIN))
         return events

@@ -250,14 +250,19 @@ class Submitter:
 
     def validate(self, resources: dict[str, Any]) -> None:
         """Raise at ``submit()`` what this scheduler cannot honour: ``ValueError`` for
-        keys it does not support or values above the pysqa queue's limits (pysqa
-        would silently clamp them), ``ImportError`` for MPI without mpi4py."""
+        keys it does not support, a request it would run otherwise than asked
+        (``not_as_asked``: SLURM's ``num_nodes`` > ``cores``) or values above the
+        pysqa queue's limits (pysqa would silently clamp them), ``ImportError`` for
+        MPI without mpi4py."""
         bad = self.sched.unsupported(resources)
         if bad:
             why = getattr(self.sched, "WHY_UNSUPPORTED", {})
             detail = "; ".join(f"{k}: {why.get(k, 'not supported')}" for k in bad)
             raise ValueError(f"resource_dict key(s) {bad} cannot be honoured by the "
                              f"{self.sched.NAME} backend ({detail})")
+        why_not = self.sched.not_as_asked(resources)
+        if why_not:
+            raise ValueError(why_not)
         res = Resources.stored(resources)
         if res.mpi and importlib.util.find_spec("mpi4py") is None:
             raise ImportError(f"resource_dict cores={res.cores} runs the function "

@@ -29,9 +29,9 @@ from types import ModuleType
 from .. import pool_queue
 from ..errors import SchedulerError, SubmissionError
 from ..resources import Resources
-from ..schedulers import JobStatus
+from ..schedulers import JobStatus, Phase
 from ..store import Store
-from .cluster import SUBMIT_RETRY_DELAYS, grace_for
+from .cluster import GRACE_KILLED, SUBMIT_RETRY_DELAYS, grace_for
 from .submission import Submitter, job_name, job_script, mode_args
 from .tracker import JobTracker, Poll
 
@@ -52,6 +52,8 @@ class Worker:
     submitted: float = field(default_factory=time.monotonic)
     status: JobStatus | None = None
     seen_alive: bool = False
+    ran: bool = False  # the scheduler showed it running (never "queued again" before)
+    requeued: bool = False  # queued again after it ran (SLURM requeue): counts as ended
     took: bool = False  # ever took a ticket (or said goodbye): it could start
     ended: bool = False  # gone: no more tickets will be taken by it
     clean: bool = False  # said goodbye (.exit.<token>)
@@ -65,7 +67,10 @@ class Worker:
 
     @property
     def state(self) -> str:
-        """The scheduler's last state, or ``GONE`` if it never answered for it."""
+        """The scheduler's last state (``REQUEUED`` for a requeued worker job), or
+        ``GONE`` if it never answered for it."""
+        if self.requeued:
+            return "REQUEUED"
         return self.status.state if self.status else "GONE"
 
 
@@ -90,6 +95,8 @@ class WorkerJobs:
         self._submit_failures = 0  # transient failures in a row
         self._last_name: str | None = None  # the last submission (a lost answer)
         self._last_worker: Worker | None = None
+        #: ids of requeued worker jobs to cancel (the pool batches them into its scancel)
+        self.to_cancel: list[str] = []
 
     def alive(self) -> list[Worker]:
         """Our worker jobs that have not ended."""
@@ -191,6 +198,20 @@ class WorkerJobs:
             st = poll.statuses.get(str(w.job_id))
             w.status = st
             if st is not None and st.active:
+                if st.phase is Phase.RUNNING:
+                    w.ran = True
+                elif w.ran and st.state != "CONFIGURING":
+                    # it ran and is queued again: SLURM requeued it (a node failure
+                    # under JobRequeue=1, SLURM's default, or `scontrol requeue`).  The
+                    # worker process and the calls it ran are gone, but the job would
+                    # only come back after a hold of ~2 min (BeginTime): it ended for
+                    # us.  Cancelled, so that its rerun cannot take tickets later.
+                    w.requeued = True
+                    w.ended, w.ended_at, w.grace = True, now, GRACE_KILLED
+                    self.to_cancel.append(str(w.job_id))
+                    at = now + w.grace
+                    soonest = at if soonest is None else min(soonest, at)
+                    continue
                 w.seen_alive = True
                 continue
             if st is None and now - w.submitted < LISTING_DELAY and not w.seen_alive:

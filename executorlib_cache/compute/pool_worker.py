@@ -17,7 +17,9 @@ records its own job id there, so a claim is never run twice and ``xcache`` shows
 the worker's job id.  A claim lock held too long by someone else puts the ticket
 back for a later try.
 
-The worker exits when the queue stayed empty for ``--idle`` seconds (a driver
+A SLURM worker job that was requeued (``SLURM_RESTART_COUNT`` > 0) exits at once:
+the driver has already queued again what its first run held.  Otherwise the
+worker exits when the queue stayed empty for ``--idle`` seconds (a driver
 that is still submitting keeps its workers), when ``.stop`` appears or the
 queue directory is gone, or before its time limit: it takes no new entry when
 less than max(1.5 x the longest task it ran, a margin) is left.  Without
@@ -289,7 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         # (time left counts from now: add what already passed, so both count from start)
     worker = PoolWorker(ns.cache_directory, ns.pool, ns.worker, ns.backend, ns.job_name,
                         limit, ns.idle, started, dir_mode=ns.dir_mode, file_mode=ns.file_mode)
-    reason = worker.serve()
+    restarts = os.environ.get("SLURM_RESTART_COUNT") or "0"
+    if ns.backend == "slurm" and restarts != "0":
+        # a requeued worker job (node failure, scontrol requeue): the driver counted
+        # its first run as dead and queued the calls it held again; a rerun with the
+        # same token takes nothing (the driver cancels such a job when it sees it)
+        reason = f"requeued by SLURM (SLURM_RESTART_COUNT={restarts}): takes no task"
+    else:
+        reason = worker.serve()
     if not os.path.exists(worker.qdir / STOP):  # after .stop the driver is not listening
         worker.say_goodbye(reason)
     print(f"executorlib_cache pool worker {ns.worker}: ran {worker.tasks} task(s); {reason}",

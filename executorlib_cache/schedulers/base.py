@@ -53,6 +53,10 @@ class Dialect(Protocol):
     def unsupported(self, resources: dict[str, Any]) -> list[str]:
         """resource_dict keys this scheduler cannot honour (sorted)."""
 
+    def not_as_asked(self, resources: dict[str, Any]) -> str | None:
+        """Why the scheduler would accept this request but run something else (its
+        own submission would only warn), or None; ``submit()`` raises it."""
+
     def template_vars(self, resources: dict[str, Any]) -> dict[str, Any]:
         """resource_dict -> variables of the job template."""
 

@@ -69,6 +69,12 @@ def unsupported(resources: dict[str, Any]) -> list[str]:
     return sorted(set(resources) - SUPPORTED)
 
 
+def not_as_asked(resources: dict[str, Any]) -> str | None:
+    """Nothing: flux refuses what it cannot honour at submission, with its own text
+    (e.g. ``-N 2 -n 1``: "node count must not be greater than task count")."""
+    return None
+
+
 def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
     """resource_dict -> variables of scheduler_templates/flux.sh.
 

@@ -71,6 +71,22 @@ def unsupported(resources: dict[str, Any]) -> list[str]:
     return sorted(set(resources) - SUPPORTED)
 
 
+def not_as_asked(resources: dict[str, Any]) -> str | None:
+    """A request sbatch accepts but does not honour, or None.
+
+    ``num_nodes`` above ``cores`` (= ``--ntasks``): every node needs a task, and
+    sbatch only warns ("can't run 1 processes on 2 nodes, setting nnodes to 1") and
+    runs the job on fewer nodes.  (flux refuses it itself: "node count must not be
+    greater than task count".)
+    """
+    res = Resources.stored(resources)
+    if res.num_nodes is not None and res.num_nodes > res.cores:
+        return (f"resource_dict num_nodes={res.num_nodes} with cores={res.cores}: SLURM "
+                f"starts at least one task (rank) per node, so cores must be >= num_nodes; "
+                f"sbatch would only warn and run the job on {res.cores} node(s)")
+    return None
+
+
 def memory_spec(gb: float) -> int | str:
     """``memory_max`` in GB for the template: whole GB as int, else MB as ``"1536M"``.
 
