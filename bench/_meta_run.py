@@ -14,7 +14,8 @@ prints one JSON line.  Unlike ``cases_*.py`` nothing else touches CACHE here: no
   the same local HDF5 file-cache path as ``cases_executorlib.py``.
 
 ``inc`` is defined here, in ``__main__``, so both libraries pickle it by value.
-Cases are a table (``CASES``) so that e.g. a packed SLURM case can be added later.
+Cases are a table (``CASES``) so that e.g. a packed SLURM case can be added later;
+``fill`` makes the cache a warm run of ``trivial`` hits.
 """
 
 from __future__ import annotations
@@ -53,7 +54,25 @@ def trivial(args) -> dict:
     return {"seconds": round(seconds, 4), "submit_s": round(t_submit, 4)}
 
 
-CASES = {"trivial": trivial}
+def fill(args) -> dict:
+    """Fill CACHE with the N finished ``inc(i)`` of this script (the key of a task
+    depends on the pickled function, which includes its file: a cache filled by
+    another script would not hit).  ours: a real cold run; executorlib: the ``fill``
+    helper of ``cases_executorlib.py`` (its own writers, no subprocess per task)
+    given this script's ``inc``."""
+    if args.side == "ours":
+        return trivial(args) | {"method": "cold run"}
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cases_executorlib
+
+    cases_executorlib.inc = inc  # fill() looks ``inc`` up in its module's globals
+    return cases_executorlib.fill(args)
+
+
+CASES = {"trivial": trivial, "fill": fill}
 
 
 def main() -> None:
