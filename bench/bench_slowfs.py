@@ -2,7 +2,8 @@
 
     python bench/bench_slowfs.py [--delay-ms 1] [--cold 500] [--warm 2000] [--ls 20000]
                                  [--repeats 3] [--sides ours executorlib]
-                                 [--ours-checkout PATH] [--workdir DIR] [--json FILE]
+                                 [--ours-checkout PATH [--label NAME]]... [--workdir DIR]
+                                 [--json FILE]
 
 Mounts ``bench/slowfs.py`` (a FUSE passthrough that sleeps ``--delay-ms`` in every
 metadata operation, kernel caches off) over a backing directory and, in one run with
@@ -21,13 +22,15 @@ the sides interleaved in every repeat, measures
 
 For each measurement it reports the wall time and the operations the FUSE daemon
 served during it (its exact counters, read before and after), per call/entry; then
-medians, min-max and the ratio executorlib/ours of the medians of this run.
+medians, min-max and the ratio of the medians of this run to the first "ours".
 
 ``--ours-checkout PATH`` runs "ours" from another checkout (e.g. a git worktree of
 an older commit: ``git worktree add /tmp/v1 <commit>``), installed editable in its
-own venv ``bench/.venvs/xcache-<hash>`` (``envs.checkout_python``); ``--label``
-names it in the output.  Needs /dev/fuse, root (or fusermount3) and the Debian
-package ``fuse3``; see bench/README.md.
+own venv ``bench/.venvs/xcache-<hash>`` (``envs.checkout_python``).  Give it more
+than once to compare formats in the same run (e.g. v1 and v2): each checkout is a
+side ``ours:<label>`` (``--label``, once per checkout, default ``git describe``).
+Needs /dev/fuse, root (or fusermount3) and the Debian package ``fuse3``; see
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -88,9 +92,25 @@ def delta(before: dict, after: dict) -> dict:
     }
 
 
+@dataclass
+class Side:
+    """One column of the comparison: executorlib, or ours from one checkout."""
+
+    name: str  # "executorlib", "ours" or "ours:<label>"
+    kind: str  # "executorlib" or "ours" (the side argument of _meta_run.py)
+    python: str
+    label: str
+    checkout: Path | None = None  # ours only
+    env: dict = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return "".join(ch if ch.isalnum() else "_" for ch in self.name)
+
+
 class Bench:
-    def __init__(self, args, pythons: dict[str, str], envs_: dict[str, dict], work: Path):
-        self.a, self.py, self.env, self.work = args, pythons, envs_, work
+    def __init__(self, args, sides: list[Side], work: Path):
+        self.a, self.sides, self.work = args, sides, work
         self.backing, self.mnt = work / "backing", work / "mnt"
         self.m: slowfs.SlowMount | None = None
 
@@ -98,68 +118,56 @@ class Bench:
     def prepare(self) -> None:
         a, b = self.a, self.backing
         b.mkdir(parents=True, exist_ok=True)
-        if "ours" in a.sides and a.warm:
-            d = b / "ours-warm" / "cache"
-            d.mkdir(parents=True)
-            _, wall = run([self.py["ours"], str(RUNNER), "ours", "--case", "fill", "--n",
-                           str(a.warm), "--dir", str(d), "--workers", "2"], 3600,
-                          self.env["ours"], self.work)
-            log(f"filled ours warm cache ({a.warm} calls, real cold run on the backing "
-                f"dir) in {wall:.1f} s")
-        if "executorlib" in a.sides and a.warm:
-            self._el_fill(b / "el-warm" / "cache", a.warm, runner=True)
-        if "ours" in a.sides and a.ls:
-            ls_py = Path(a.ours_checkout or envs.ROOT) / "bench" / "bench_ls.py"
-            if not ls_py.exists():
-                raise SystemExit(f"{ls_py} is missing: cannot fill ours ls cache")
-            p, wall = run([self.py["ours"], "-c", BENCH_LS_CREATE, str(ls_py.parent),
-                           str(b / "ours-ls" / "cache"), str(a.ls), "2"], 3600,
-                          self.env["ours"], self.work)
-            log(f"filled ours ls cache ({a.ls} entries, {ls_py} fast mode) in {wall:.1f} s")
-        if "executorlib" in a.sides and a.ls:
-            self._el_fill(b / "el-ls" / "cache", a.ls)
-
-    def _el_fill(self, d: Path, n: int, runner: bool = False) -> None:
-        if runner:  # same script as the warm run, so that the keys match
-            _, wall = run([self.py["executorlib"], str(RUNNER), "executorlib", "--case",
-                           "fill", "--n", str(n), "--dir", str(d)], 3600,
-                          self.env["executorlib"], self.work)
-            log(f"filled executorlib cache {d.parent.name} ({n} entries, fill) in {wall:.1f} s")
-            return
-        _, wall = run([self.py["executorlib"], str(BENCH / "cases_executorlib.py"), "fill",
-                       "--n", str(n), "--dir", str(d)], 3600, self.env["executorlib"], BENCH)
-        log(f"filled executorlib cache {d.parent.name} ({n} entries, fill) in {wall:.1f} s")
+        for s in self.sides:
+            if a.warm:
+                d = b / f"{s.slug}-warm" / "cache"
+                # the same script as the warm run, so that the keys match
+                _, wall = run([s.python, str(RUNNER), s.kind, "--case", "fill", "--n",
+                               str(a.warm), "--dir", str(d), "--workers", "2"], 3600,
+                              s.env, self.work)
+                log(f"filled {s.name} warm cache ({a.warm} calls) in {wall:.1f} s")
+            if not a.ls:
+                continue
+            d = b / f"{s.slug}-ls" / "cache"
+            if s.kind == "ours":
+                assert s.checkout is not None
+                ls_py = s.checkout / "bench" / "bench_ls.py"
+                if not ls_py.exists():
+                    raise SystemExit(f"{ls_py} is missing: cannot fill the ls cache of {s.name}")
+                _, wall = run([s.python, "-c", BENCH_LS_CREATE, str(ls_py.parent), str(d),
+                               str(a.ls), "2"], 3600, s.env, self.work)
+                log(f"filled {s.name} ls cache ({a.ls} entries, {ls_py} fast mode) "
+                    f"in {wall:.1f} s")
+            else:
+                _, wall = run([s.python, str(BENCH / "cases_executorlib.py"), "fill", "--n",
+                               str(a.ls), "--dir", str(d)], 3600, s.env, BENCH)
+                log(f"filled {s.name} ls cache ({a.ls} entries, cases_executorlib.py fill) "
+                    f"in {wall:.1f} s")
 
     # -- one measurement through the mount
-    def measure(self, bench: str, side: str, n: int, repeat: int) -> dict:
+    def measure(self, bench: str, s: Side, n: int, repeat: int) -> dict:
         a = self.a
         assert self.m is not None
-        rec = {"bench": bench, "side": side, "n": n, "repeat": repeat,
-               "label": a.label if side == "ours" else "executorlib 1.11.0",
+        rec = {"bench": bench, "side": s.name, "n": n, "repeat": repeat, "label": s.label,
                "delay_ms": a.delay_ms}
+        sub = f"{s.slug}-{bench}" + (f"-{repeat}" if bench == "cold" else "")
         if bench == "cold":
-            sub = f"{side}-cold-{repeat}"
             (self.backing / sub / "cache").mkdir(parents=True)
-        elif bench == "warm":
-            sub = f"{'ours' if side == 'ours' else 'el'}-warm"
-        else:
-            sub = f"{'ours' if side == 'ours' else 'el'}-ls"
         cache = self.mnt / sub / "cache"
         if bench in ("cold", "warm"):
-            cmd = [self.py[side], str(RUNNER), side, "--n", str(n), "--dir", str(cache),
+            cmd = [s.python, str(RUNNER), s.kind, "--n", str(n), "--dir", str(cache),
                    "--workers", "2"]
-        elif side == "ours":
-            cmd = [self.py[side], "-m", "executorlib_cache", "--cache-dir", str(cache), "ls"]
+        elif s.kind == "ours":
+            cmd = [s.python, "-m", "executorlib_cache", "--cache-dir", str(cache), "ls"]
         else:
-            cmd = [self.py[side], "-c", GET_CACHE_DATA, str(cache)]
-        timeout = a.timeout
+            cmd = [s.python, "-c", GET_CACHE_DATA, str(cache)]
         before = self.m.stats()
         try:
-            p, wall = run(cmd, timeout, self.env[side], self.work,
-                          stdout=subprocess.DEVNULL if bench == "ls" and side == "ours"
+            p, wall = run(cmd, a.timeout, s.env, self.work,
+                          stdout=subprocess.DEVNULL if bench == "ls" and s.kind == "ours"
                           else subprocess.PIPE)
         except subprocess.TimeoutExpired:
-            return rec | {"error": f"timeout after {timeout:.0f} s"}
+            return rec | {"error": f"timeout after {a.timeout:.0f} s"}
         except RuntimeError as e:
             return rec | {"error": str(e)}
         d = delta(before, self.m.stats())
@@ -168,26 +176,23 @@ class Bench:
         if bench in ("cold", "warm"):
             out = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
             rec["executor_s"] = out["seconds"]
-        elif side == "executorlib":
+        elif s.kind == "executorlib":
             rec["rows"] = int(p.stdout.split()[-1])
         if bench == "warm" and d["ops"].get("create", 0) > n / 2:
             rec["warning"] = "files created during the warm re-run: cache misses?"
-            log(f"WARNING {side} warm: {d['ops'].get('create')} creates for {n} calls")
+            log(f"WARNING {s.name} warm: {d['ops'].get('create')} creates for {n} calls")
         if bench == "cold":  # keep the backing dir small
             shutil.rmtree(self.backing / sub, ignore_errors=True)
         return rec
 
-    def plan(self) -> list[tuple[str, str, int]]:
+    def plan(self) -> list[tuple[str, Side, int]]:
         a, items = self.a, []
         for bench, n in (("cold", a.cold), ("warm", a.warm), ("ls", a.ls)):
             if not n:
                 continue
-            for side in a.sides:
-                if side == "executorlib" and bench == "cold":
-                    n_side = min(n, a.executorlib_cold_max)
-                else:
-                    n_side = n
-                items.append((bench, side, n_side))
+            for s in self.sides:
+                capped = bench == "cold" and s.kind == "executorlib"
+                items.append((bench, s, min(n, a.executorlib_cold_max) if capped else n))
         return items
 
 
@@ -195,12 +200,15 @@ def summarize(recs: list[dict]) -> tuple[list[dict], str]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in recs:
         groups.setdefault((r["bench"], r["side"]), []).append(r)
+    first_ours = {}  # bench -> the records of the first ours side
+    for (bench, side), rs in groups.items():
+        if side.startswith("ours") and bench not in first_ours:
+            first_ours[bench] = rs
     rows, summary = [], []
     for (bench, side), rs in groups.items():
         ok = [r for r in rs if "error" not in r]
         if not ok:
-            rows.append([bench, side, rs[0]["label"], str(rs[0]["n"]), "error", "", "", "", "",
-                         "", ""])
+            rows.append([bench, side, rs[0]["label"], str(rs[0]["n"]), "error"] + [""] * 7)
             summary.append({"bench": bench, "side": side, "error": rs[0]["error"]})
             continue
         secs = [r["seconds"] for r in ok]
@@ -215,26 +223,45 @@ def summarize(recs: list[dict]) -> tuple[list[dict], str]:
              "min_s": min(secs), "max_s": max(secs), "runs": len(ok),
              "metadata_ops_per_call": round(fs["metadata_ops"] / n, 2),
              "fs_ops_last_run": fs["ops"]}
-        other = groups.get((bench, "ours"))
+        ref = first_ours.get(bench)
         ratio = ""
-        if side == "executorlib" and other:
-            o = [r["seconds"] for r in other if "error" not in r]
-            if o and other[0]["n"] == n:
-                s["ratio_vs_ours"] = round(med / statistics.median(o), 2)
-                ratio = f"{s['ratio_vs_ours']:.1f}x"
+        if ref is not None and ref is not rs:
+            o = [r["seconds"] for r in ref if "error" not in r]
+            if o and ref[0]["n"] == n:
+                s["ratio_to_first_ours"] = round(med / statistics.median(o), 2)
+                ratio = f"{s['ratio_to_first_ours']:.2f}x"
             elif o:
-                ratio = f"(n differs: {other[0]['n']} vs {n})"
+                ratio = f"(N {n} vs {ref[0]['n']})"
         summary.append(s)
         rows.append([bench, side, ok[0]["label"], str(n), f"{med:.2f}",
                      f"{min(secs):.2f}-{max(secs):.2f}", str(len(ok)), per("metadata_ops"),
                      per("namespace_ops"), per("lookup_ops"), per("listing_ops"), ratio])
     head = ["bench", "side", "label", "N", "median s", "range", "runs", "meta ops/call",
-            "namespace", "lookups", "readdirs", "executorlib/ours"]
+            "namespace", "lookups", "readdirs", "vs first ours"]
     rows = [head] + rows
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     text = "\n".join("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True))
                      for row in rows)
     return summary, text
+
+
+def make_sides(a) -> list[Side]:
+    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    sides = []
+    if "ours" in a.sides:
+        checkouts = [Path(c).resolve() for c in (a.ours_checkout or [envs.ROOT])]
+        labels = list(a.label or [])
+        for i, root in enumerate(checkouts):
+            label = labels[i] if i < len(labels) else subprocess.run(
+                ["git", "-C", str(root), "describe", "--always", "--dirty"],
+                capture_output=True, text=True).stdout.strip() or root.name
+            py = envs.checkout_python(root, log)
+            name = "ours" if len(checkouts) == 1 else f"ours:{label}"
+            sides.append(Side(name, "ours", str(py), label, root, dict(base_env)))
+    if "executorlib" in a.sides:
+        sides.append(Side("executorlib", "executorlib", str(envs.anchor_python(log)),
+                          f"executorlib {envs.ANCHOR_VERSION}", None, dict(base_env)))
+    return sides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,35 +274,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="cap executorlib's cold N (its cold runs are slow)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
-    ap.add_argument("--ours-checkout", help="run ours from this checkout (own editable venv)")
-    ap.add_argument("--label", help="name of ours in the output (default: git describe)")
+    ap.add_argument("--ours-checkout", action="append",
+                    help="run ours from this checkout (own editable venv); repeatable")
+    ap.add_argument("--label", action="append",
+                    help="name of each --ours-checkout (default: git describe)")
     ap.add_argument("--workdir", help="backing dir, mount point, log (default: temp, removed)")
     ap.add_argument("--json", help="also write the JSON lines here")
     ap.add_argument("--timeout", type=float, default=1800, help="per measurement, seconds")
     a = ap.parse_args(argv)
 
-    pythons, envs_ = {}, {}
-    base_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if "ours" in a.sides:
-        if a.ours_checkout:
-            pythons["ours"] = str(envs.checkout_python(a.ours_checkout, log))
-        else:
-            pythons["ours"] = str(envs.ours_python(log))
-        envs_["ours"] = base_env
-        root = Path(a.ours_checkout or envs.ROOT)
-        if not a.label:
-            a.label = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                                     capture_output=True, text=True).stdout.strip() or str(root)
-    if "executorlib" in a.sides:
-        pythons["executorlib"] = str(envs.anchor_python(log))
-        envs_["executorlib"] = base_env
+    sides = make_sides(a)
     daemon_python = str(envs.slowfs_python(log))
-
     work = Path(a.workdir or tempfile.mkdtemp(prefix="xcache-slowfs-")).resolve()
+    if slowfs.is_mounted(work / "mnt"):
+        raise SystemExit(f"{work / 'mnt'} is still mounted: bench/slowfs.py umount it first")
     if (work / "backing").exists():
         shutil.rmtree(work / "backing")
     work.mkdir(parents=True, exist_ok=True)
-    b = Bench(a, pythons, envs_, work)
+    b = Bench(a, sides, work)
     recs: list[dict] = []
     sink = open(a.json, "w") if a.json else None
     t_start = time.perf_counter()
@@ -287,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"mounted {m} (delay {a.delay_ms} ms, kernel caches off)")
             items = b.plan()
             for r in range(a.repeats):
-                for bench, side, n in items:
-                    rec = b.measure(bench, side, n, r)
+                for bench, s, n in items:
+                    rec = b.measure(bench, s, n, r)
                     recs.append(rec)
                     line = json.dumps(rec)
                     print(line, flush=True)
@@ -297,12 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                         sink.flush()
                     what = rec.get("error") or (f"{rec['seconds']} s, "
                                                 f"{rec['metadata_ops_per_call']} meta ops/call")
-                    log(f"repeat {r} {bench:5} {side:12} n={n:<6} {what}")
+                    log(f"repeat {r} {bench:5} {s.name:12} n={n:<6} {what}")
         summary, text = summarize(recs)
         meta = {"bench": "meta", "delay_ms": a.delay_ms, "repeats": a.repeats,
-                "versions": {s: envs.versions(pythons[s]) for s in pythons},
-                "ours_checkout": str(Path(a.ours_checkout or envs.ROOT).resolve()),
-                "label": a.label, "machine": envs.machine(work),
+                "sides": {s.name: {"label": s.label, "checkout": str(s.checkout or ""),
+                                   "versions": envs.versions(s.python)} for s in sides},
+                "machine": envs.machine(work),
                 "harness_s": round(time.perf_counter() - t_start, 1), "summary": summary}
         print(json.dumps(meta))
         if sink:
