@@ -11,6 +11,7 @@ same CPython.  ``bench/.venvs/`` is not committed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -51,6 +52,25 @@ def ours_python(log=print) -> Path:
     # re-install when the dependencies in pyproject.toml change
     marker = " ".join(req) + "\n" + (ROOT / "pyproject.toml").read_text()
     return _make_venv(VENVS / "xcache", req, marker, log)
+
+
+def checkout_python(checkout: str | os.PathLike, log=print) -> Path:
+    """A venv with ``checkout`` (any directory holding this project, e.g. a git
+    worktree of an older commit) installed editable, for comparing formats:
+    ``bench/.venvs/xcache-<hash of its path>``."""
+    root = Path(checkout).resolve()
+    if root == ROOT:
+        return ours_python(log)
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    req = ["-e", f"{root}[submission]", "numpy"]
+    marker = " ".join(req) + "\n" + (root / "pyproject.toml").read_text()
+    return _make_venv(VENVS / f"xcache-{digest}", req, marker, log)
+
+
+def slowfs_python(log=print) -> Path:
+    """The interpreter of the slow FUSE file system's daemon (``bench/slowfs.py``)."""
+    req = ["mfusepy>=3.1"]
+    return _make_venv(VENVS / "slowfs", req, " ".join(req), log)
 
 
 _VERSIONS = """
