@@ -92,8 +92,6 @@ class BaseExecutor(Executor):
     keyword-only after them.  ``docs/migration.md`` lists what each option does here.
     """
 
-    backend_class: type[Backend] = LocalBackend
-
     def __init__(
         self,
         max_workers: int | None = None,
@@ -441,9 +439,9 @@ def _user() -> str:
 
 
 class SingleNodeExecutor(BaseExecutor):
-    """Run calls on this machine in persistent worker processes (MPI via mpiexec)."""
-
-    backend_class = LocalBackend
+    """Run calls on this machine in persistent worker processes (MPI via mpiexec);
+    every call is a cache entry.  The constructor is :class:`BaseExecutor`'s:
+    executorlib's ``SingleNodeExecutor`` parameters in executorlib's order."""
 
 
 def get_future_from_cache(cache_directory: str | os.PathLike[str], cache_key: str
