@@ -17,20 +17,25 @@ from ._version import __version__
 from .progress import progress  # noqa: E402
 
 _LAZY = {
+    "BaseExecutor": ".executor",
     "CacheFuture": ".future",
+    "FutureSelector": ".future",
     "FluxClusterExecutor": ".cluster_executor",
     "SingleNodeExecutor": ".executor",
     "SlurmClusterExecutor": ".cluster_executor",
     "get_cache_data": ".catalog",
     "get_future_from_cache": ".executor",
+    "get_item_from_future": ".future",
+    "split_future": ".future",
+    "terminate_task_in_cache": ".catalog",
     "terminate_tasks_in_cache": ".catalog",
 }
 
 if TYPE_CHECKING:
-    from .catalog import get_cache_data, terminate_tasks_in_cache
+    from .catalog import get_cache_data, terminate_task_in_cache, terminate_tasks_in_cache
     from .cluster_executor import FluxClusterExecutor, SlurmClusterExecutor
-    from .executor import SingleNodeExecutor, get_future_from_cache
-    from .future import CacheFuture
+    from .executor import BaseExecutor, SingleNodeExecutor, get_future_from_cache
+    from .future import CacheFuture, FutureSelector, get_item_from_future, split_future
 
 
 def __getattr__(name: str) -> Any:
@@ -47,13 +52,18 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BaseExecutor",
     "CacheFuture",
+    "FutureSelector",
     "FluxClusterExecutor",
     "SingleNodeExecutor",
     "SlurmClusterExecutor",
+    "terminate_task_in_cache",
     "terminate_tasks_in_cache",
     "get_cache_data",
     "get_future_from_cache",
+    "get_item_from_future",
+    "split_future",
     "progress",
     "__version__",
 ]

@@ -4,6 +4,13 @@ A task never stores an upstream *value* or *path*: it stores a
 :class:`DependencyRef` naming the upstream key.  That keeps keys stable
 whether the upstream was pending or done at submit time, and lets the
 runner on any node resolve the value from the cache directory.
+
+Two kinds of derived futures (``future.py``) are recognised by their attributes,
+so this low layer needs no import of them: a future with a ``selector_path``
+(``split_future`` / ``get_item_from_future``) becomes a reference with that
+selector -- the runner indexes the upstream value, no entry of its own -- and a
+future with ``batch_members`` (``Executor.batched``) becomes the list of its
+members' references.
 """
 
 from __future__ import annotations
@@ -16,9 +23,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DependencyRef:
-    """Placeholder for the result of the entry ``key``."""
+    """Placeholder for the result of the entry ``key``; with a ``selector`` (a tuple of
+    indices/keys), for ``result[s0][s1]...`` of it."""
 
     key: str
+    selector: tuple | None = None
+
+
+def select(value: Any, path: tuple | None) -> Any:
+    """``value[s0][s1]...`` for ``path``; None stays None (as executorlib's selectors).
+    Raises what indexing raises (``IndexError``, ``KeyError``, ``TypeError``)."""
+    for s in path or ():
+        if value is None:
+            return None
+        value = value[s]
+    return value
 
 
 def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
@@ -39,18 +58,43 @@ def replace_futures(obj: Any, found: dict[str, Future]) -> Any:
     def leaf(x: Any) -> Any:
         if not isinstance(x, Future):
             return x
+        members = getattr(x, "batch_members", None)
+        if members is not None:
+            return [leaf(m) for m in members]
         key = getattr(x, "key", None)
         if not isinstance(key, str):
             raise TypeError(
                 "only futures returned by an executorlib_cache executor can be passed as "
                 f"arguments (got {type(x).__name__} without a cache key)"
             )
+        path = getattr(x, "selector_path", None)
+        if path:
+            found.setdefault(key, getattr(x, "root_future", x))
+            return DependencyRef(key, tuple(path))
         found[key] = x
         return DependencyRef(key)
 
     return _map_leaves(obj, leaf)
 
 
+def inline_done_futures(obj: Any, pending_message: str) -> Any:
+    """``obj`` with every future (also inside list/tuple/dict) replaced by its value:
+    ``disable_dependencies=True``.  Raises ``ValueError(pending_message)`` for a future
+    that is not done, and a done future's own exception (``CancelledError`` for a
+    cancelled one)."""
+
+    def leaf(x: Any) -> Any:
+        if not isinstance(x, Future):
+            return x
+        if not x.done():
+            raise ValueError(pending_message)
+        return x.result()
+
+    return _map_leaves(obj, leaf)
+
+
 def resolve_refs(obj: Any, load: Callable[[str], Any]) -> Any:
-    """Inverse of :func:`replace_futures`: ``load(key)`` gives an upstream value."""
-    return _map_leaves(obj, lambda x: load(x.key) if isinstance(x, DependencyRef) else x)
+    """Inverse of :func:`replace_futures`: ``load(key)`` gives an upstream value
+    (a selector is applied to it, :func:`select`)."""
+    return _map_leaves(obj, lambda x: select(load(x.key), x.selector)
+                       if isinstance(x, DependencyRef) else x)

@@ -17,6 +17,10 @@ traceback text as ``__cause__`` (:class:`RemoteTraceback`).  Everything below
     │   └── TamperedEntryError its signature does not match the secret: never unpickled
     ├── ClaimTimeoutError      an entry's claim lock was held too long (also TimeoutError)
     ├── CatalogError           bad input to ``xcache``/the catalog (also ValueError)
+    ├── UnsupportedResourceError  a resource_dict key this backend cannot honour
+    │                          (also ValueError and TypeError)
+    ├── UnsupportedOptionError  an executorlib option with no counterpart here
+    │                          (also ValueError and NotImplementedError)
     ├── GraphvizMissingError   drawing needs Graphviz
     └── BrokenExecutor         the executor's management thread died (also
                                ``concurrent.futures.BrokenExecutor``)
@@ -118,6 +122,20 @@ class ClaimTimeoutError(XCacheError, TimeoutError):
 class CatalogError(XCacheError, ValueError):
     """A problem with what the user asked the catalog or ``xcache`` for (unknown
     key, bad duration...).  The message is one line, meant to be shown as is."""
+
+
+class UnsupportedResourceError(XCacheError, ValueError, TypeError):
+    """A ``resource_dict`` key the executor cannot honour, raised at construction or
+    ``submit()`` instead of silently dropping it; the message names the key(s) and
+    what this executor honours.  Also a ``TypeError``: executorlib raises that for
+    some of the same keys (``gpus_per_core`` on its SingleNodeExecutor)."""
+
+
+class UnsupportedOptionError(XCacheError, ValueError, NotImplementedError):
+    """An executorlib constructor option that this package does not implement
+    (``block_allocation=True``, ``init_function``...); the message says what to use
+    instead.  A ``ValueError`` (what executorlib raises for the same options in its
+    file mode) and a ``NotImplementedError``."""
 
 
 class GraphvizMissingError(XCacheError, RuntimeError):

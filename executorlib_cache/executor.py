@@ -21,8 +21,8 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from typing import Any, Literal
 
 import cloudpickle
@@ -31,18 +31,20 @@ from . import claims
 from ._version import __version__
 from .backends.base import Backend, Task
 from .backends.local import LocalBackend
-from .deps import replace_futures
+from .deps import inline_done_futures, replace_futures
 from .errors import BrokenExecutor, CorruptEntryError
 from .fileio import HOST
-from .future import CacheFuture
+from .future import BatchFuture, CacheFuture, batched
 from .graph import GraphRecorder
 from .hashing import task_key
 from .liveness import Heartbeat
+from .options import DISABLED_DEPENDENCIES, check_interactive_options, positive_int_or_none
 from .poller import Poller
 from .progress import ProgressTracker
 from .resources import merge_resources, validate_cache_key
 from .serialization import dumps_call
 from .store import Store
+from .workflow import WorkflowRecorder
 
 _live_executors: weakref.WeakSet[BaseExecutor] = weakref.WeakSet()
 _exiting = False
@@ -82,44 +84,81 @@ def default_cache_directory() -> str:
 
 
 class BaseExecutor(Executor):
-    """A ``concurrent.futures.Executor`` whose every call is a cache entry."""
+    """A ``concurrent.futures.Executor`` whose every call is a cache entry.
 
-    backend_class: type[Backend] = LocalBackend
+    The constructor takes executorlib 1.11's parameters, in executorlib's order and
+    all positional-or-keyword (``SingleNodeExecutor(4)`` is ``max_workers=4``); this
+    package's own options (``secret``, ``dir_mode``, ``file_mode``, ``progress``) are
+    keyword-only after them.  ``docs/migration.md`` lists what each option does here.
+    """
 
     def __init__(
         self,
-        cache_directory: str | os.PathLike[str] | None = None,
         max_workers: int | None = None,
+        cache_directory: str | os.PathLike[str] | None = None,
+        max_cores: int | None = None,
         resource_dict: dict[str, Any] | None = None,
+        hostname_localhost: bool | None = None,
+        block_allocation: bool = False,
+        init_function: Callable[..., Any] | None = None,
+        disable_dependencies: bool = False,
+        refresh_rate: float = 0.01,
+        plot_dependency_graph: bool = False,
+        plot_dependency_graph_filename: str | os.PathLike[str] | None = None,
+        export_workflow_filename: str | os.PathLike[str] | None = None,
+        log_obj_size: bool = False,
+        wait: bool = True,
+        restart_limit: int = 0,
+        openmpi_oversubscribe: bool = False,
         *,
         secret: str | bytes | None = None,
         dir_mode: int | None = None,
         file_mode: int | None = None,
         progress: bool = False,
-        plot_dependency_graph: bool = False,
-        plot_dependency_graph_filename: str | os.PathLike[str] | None = None,
     ) -> None:
-        """``progress``: a live bar of done/cached/failed/running calls (terminal only).
-        ``plot_dependency_graph``: at shutdown, draw what was submitted (the tasks still
-        run) into ``plot_dependency_graph_filename`` (.svg/.png/.pdf need Graphviz,
+        """``max_workers``: worker processes (default: the CPU count, or ``max_cores``).
+        ``cache_directory``: where entries live (default ``$XCACHE_DIR``, else ``.xcache``).
+        ``max_cores``: a budget of cores over the calls running at once (a call uses
+        ``cores * threads_per_core``); a call that needs more than ``max_cores`` (or,
+        without it, than an explicit ``max_workers``) raises ``ValueError`` at submit.
+        ``resource_dict``: defaults for every call (``resources.RESOURCE_KEYS``).
+        ``hostname_localhost``, ``refresh_rate``, ``log_obj_size``: accepted, no effect.
+        ``block_allocation=True``, ``init_function``, ``restart_limit != 0``: raise
+        :class:`~executorlib_cache.errors.UnsupportedOptionError` saying what to use.
+        ``disable_dependencies``: a future argument that is not done fails the call's
+        future with ``ValueError`` (nothing runs); a done one is replaced by its value.
+        ``plot_dependency_graph``: at shutdown, draw what was submitted (the calls
+        still run) into ``plot_dependency_graph_filename`` (.svg/.png/.pdf need Graphviz,
         .dot does not; None: inline in Jupyter, else DOT text on stdout).
+        ``export_workflow_filename``: at shutdown, write the submitted graph as Python
+        Workflow Definition JSON (``workflow.py``).
+        ``wait=False``: every shutdown, also leaving ``with``, is ``shutdown(wait=False)``.
+        ``openmpi_oversubscribe``: default of ``resource_dict["openmpi_oversubscribe"]``.
+        ``progress``: a live bar of done/cached/failed/running calls (terminal only).
         ``secret``: sign every entry (default: env ``XCACHE_SECRET``/``XCACHE_SECRET_FILE``).
         ``dir_mode``/``file_mode``: permissions of the cache's directories and files
         (default 0o700/0o600, or env ``XCACHE_DIR_MODE``/``XCACHE_FILE_MODE``; the umask
-        still applies), e.g. ``dir_mode=0o750, file_mode=0o640`` to let a group read."""
-        if max_workers is not None and (
-            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-        ):
-            raise ValueError(f"max_workers must be an int >= 1 or None, got {max_workers!r}")
+        still applies), e.g. ``dir_mode=0o750, file_mode=0o640`` to let a group read.
+
+        Raises ``ValueError`` for a bad value or ``resource_dict``,
+        ``UnsupportedOptionError`` (see above), and what the backend raises for
+        resources it cannot honour (``UnsupportedResourceError``).
+        """
+        del hostname_localhost, refresh_rate, log_obj_size  # documented no-ops
+        positive_int_or_none("max_workers", max_workers)
+        positive_int_or_none("max_cores", max_cores)
+        check_interactive_options(block_allocation, init_function, restart_limit)
         if resource_dict and "cache_key" in resource_dict:
             raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
+        if openmpi_oversubscribe:
+            resource_dict = {"openmpi_oversubscribe": True, **(resource_dict or {})}
         self._resources = merge_resources(None, resource_dict)
         # nothing is created on disk before every check passed (a refused path or
         # configuration leaves no empty cache directory behind)
         self._store = Store(cache_directory or default_cache_directory(), secret=secret,
                             dir_mode=_mode("dir_mode", dir_mode, 0o700),
                             file_mode=_mode("file_mode", file_mode, 0o600), create=None)
-        self._backend = self._make_backend(max_workers)
+        self._backend = self._make_backend(max_workers, max_cores)
         self._backend.validate(self._resources)
         self._store.prepare()
         # no thread, socket or file until the first submit(): an executor that is
@@ -129,14 +168,18 @@ class BaseExecutor(Executor):
         self._shutdown_lock = threading.Lock()
         self._closed = False
         self._observers_closed = False
+        self._wait = bool(wait)
+        self._disable_dependencies = bool(disable_dependencies)
         self._progress = ProgressTracker(type(self).__name__) if progress else None
         self._graph_file = plot_dependency_graph_filename
         draw = plot_dependency_graph or plot_dependency_graph_filename is not None
         self._graph = GraphRecorder() if draw else None
+        self._workflow_file = export_workflow_filename
+        self._workflow = WorkflowRecorder() if export_workflow_filename is not None else None
         _live_executors.add(self)
 
-    def _make_backend(self, max_workers: int | None) -> Backend:
-        return self.backend_class(self._store, max_workers)
+    def _make_backend(self, max_workers: int | None, max_cores: int | None) -> Backend:
+        return LocalBackend(self._store, max_workers, max_cores)
 
     @property
     def cache_directory(self) -> str:
@@ -169,12 +212,23 @@ class BaseExecutor(Executor):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r:.80}")
         resources = merge_resources(self._resources, resource_dict)
         self._backend.validate(resources)
+        passed = (args, kwargs)  # as given, futures included (the exported workflow)
+        if self._disable_dependencies:
+            try:
+                args = inline_done_futures(args, DISABLED_DEPENDENCIES)
+                kwargs = inline_done_futures(kwargs, DISABLED_DEPENDENCIES)
+            except BaseException as e:  # as executorlib: set on the future, not raised
+                rejected = CacheFuture("")
+                rejected.set_exception(e)
+                return rejected
         deps: dict[str, Any] = {}
         args = replace_futures(args, deps)
         kwargs = replace_futures(kwargs, deps)
         key = resources.pop("cache_key", None) or _key_of(fn, args, kwargs)
         future = CacheFuture(key)
         self._observe(future, fn, deps)
+        if self._workflow is not None:
+            self._workflow.add(future, fn, *passed)
         if self._resolve_from_cache(future):
             return future
         payload = dumps_call(fn, args, kwargs)
@@ -195,6 +249,26 @@ class BaseExecutor(Executor):
                 claims.release_if_mine(self._store, key)
             raise
         return future
+
+    def map(self, fn: Callable[..., Any], *iterables: Any,  # type: ignore[override]
+            timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
+        """``concurrent.futures.Executor.map``; an iterable that is a future is
+        resolved first (a blocking ``result()``, as executorlib does), so
+        ``exe.map(f, exe.submit(range, 3))`` maps over its result.  ``chunksize`` is
+        ignored."""
+        resolved = [it.result() if isinstance(it, Future) else it for it in iterables]
+        return super().map(fn, *resolved, timeout=timeout)
+
+    def batched(self, iterable: list[Future], n: int) -> list[BatchFuture]:
+        """Group futures into batches of ``n``: ``ceil(len(iterable)/n)`` futures, each
+        resolving to the list of its members' results.  Batch ``i`` holds
+        ``iterable[i*n:(i+1)*n]`` in input order (executorlib's interactive executors
+        fill batches in order of completion; here a batch is an argument of later
+        calls, and its cache key must not depend on which call finished first).  A
+        batch passed to :meth:`submit` is the list of its members' references: no
+        extra cache entry, no waiting.  Raises ``ValueError`` for a bad ``n``,
+        ``TypeError`` for an element that is not a future."""
+        return batched(iterable, n)
 
     def _resolve_from_cache(self, future: CacheFuture) -> bool:
         """Cache hit: resolve before anyone sees the future.  Failures are not hits."""
@@ -245,12 +319,14 @@ class BaseExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls and release the resources when the calls are done.
 
-        ``wait=True`` blocks until every submitted call is resolved; ``wait=False``
-        returns at once (local workers finish what they hold; cluster jobs stay queued).
+        ``wait=True`` blocks until every submitted call is resolved (unless the
+        executor was created with ``wait=False``); ``wait=False`` returns at once
+        (local workers finish what they hold; cluster jobs stay queued).
         ``cancel_futures=True`` cancels every call that has not started.  Safe to call
         again (the interpreter's exit hook does).  Raises :class:`BrokenExecutor` when
         the management thread crashed.
         """
+        wait = wait and self._wait  # wait=False in the constructor: never wait
         with self._shutdown_lock:
             first = not self._closed
             self._closed = True
@@ -275,7 +351,8 @@ class BaseExecutor(Executor):
         _live_executors.discard(self)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
-        """``with`` ends with ``shutdown(wait=True)``, as in ``concurrent.futures``;
+        """``with`` ends with ``shutdown(wait=True)``, as in ``concurrent.futures``
+        (``wait=False`` in the constructor makes it ``shutdown(wait=False)``);
         ended by a Ctrl-C (KeyboardInterrupt), it stops at once instead (see
         :meth:`shutdown`) and the interrupt goes on to the caller."""
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
@@ -323,6 +400,11 @@ class BaseExecutor(Executor):
             except Exception as e:
                 warnings.warn(f"executorlib_cache: dependency graph not drawn: {e}",
                               stacklevel=3)
+        if self._workflow is not None and self._workflow_file is not None:
+            try:
+                self._workflow.write(self._workflow_file)
+            except Exception as e:
+                warnings.warn(f"executorlib_cache: workflow not exported: {e}", stacklevel=3)
 
 
 #: seconds a Ctrl-C waits for the poller to settle what is left (it takes milliseconds)
@@ -357,23 +439,40 @@ def _user() -> str:
 
 
 class SingleNodeExecutor(BaseExecutor):
-    """Run calls on this machine in persistent worker processes (MPI via mpiexec)."""
+    """Run calls on this machine in persistent worker processes (MPI via mpiexec);
+    every call is a cache entry.  The constructor is :class:`BaseExecutor`'s:
+    executorlib's ``SingleNodeExecutor`` parameters in executorlib's order."""
 
-    backend_class = LocalBackend
 
+def get_future_from_cache(cache_directory: str | os.PathLike[str], cache_key: str
+                          ) -> CacheFuture:
+    """A future for the existing entry ``cache_key`` of ``cache_directory``.
 
-def get_future_from_cache(cache_directory: str | os.PathLike[str], key: str) -> CacheFuture:
-    """A future for an existing entry: done, failed, or resolved when it finishes."""
+    Finished: a done future with the result.  Failed: **raises** the stored exception
+    (the function's own type, with the remote traceback as ``__cause__``), as
+    executorlib does.  Queued or running: a future that resolves when the entry
+    finishes (executorlib's never completes).  Raises ``FileNotFoundError`` (with
+    executorlib's message) when there is no such entry or directory, ``ValueError``/
+    ``TypeError`` for a key that is not a valid key.
+    """
     from .watch import watch_entry
 
-    validate_cache_key(key)  # "../elsewhere" must not read (and unpickle) outside the cache
-    store = Store(cache_directory, create=False)
-    future = CacheFuture(key)
-    outcome = store.read_outcome(key) if store.names(key) is not None else None
+    validate_cache_key(cache_key)  # "../elsewhere" must not read (and unpickle) outside
+    missing = FileNotFoundError(
+        f"Neither input nor output file for cache key {cache_key} found in cache directory "
+        f"{cache_directory}.")
+    try:
+        store = Store(cache_directory, create=False)
+    except FileNotFoundError:
+        raise missing from None
+    future = CacheFuture(cache_key)
+    if store.names(cache_key) is None:
+        raise missing
+    outcome = store.read_outcome(cache_key)
     if outcome is not None:
         future.set_outcome(outcome.status, outcome.payload, outcome.meta)
+        if outcome.status != "done":
+            raise future.exception()  # type: ignore[misc]
         return future
-    if store.names(key) is None:
-        raise KeyError(f"no entry {key!r} in {store.root}")
     watch_entry(store, future)
     return future

@@ -37,7 +37,9 @@ function of *what is computed* and of nothing else.  The rules, and how they are
 * **Upstream tasks by key.**  A :class:`~executorlib_cache.deps.DependencyRef` and any
   future carrying a ``key`` string both encode as "dependency on <key>", so a
   dependent's key does not depend on whether its upstream was pending or done (a
-  future without a key is refused: its value is unknown).
+  future without a key is refused: its value is unknown).  A reference with a
+  selector (``split_future``/``get_item_from_future``) encodes as the upstream key
+  plus the selector path; a batch (``Executor.batched``) as the list of its members.
 * **Versioned.**  Keys look like ``name-v1-<32 hex>``; the hash starts with a version
   tag, so changing the encoding means bumping :data:`KEY_VERSION`.
 
@@ -273,7 +275,11 @@ class _Encoder(Fingerprinter):
             self.value(part)
 
     def dependency(self, obj: DependencyRef) -> None:
-        self.text(b"D", obj.key)
+        if obj.selector:  # the upstream key plus the path into its value
+            self.text(b"K", obj.key)
+            self.value(tuple(obj.selector))
+        else:
+            self.text(b"D", obj.key)
 
     def callable_value(self, obj: Any) -> None:
         self.put(b"F", self.callable_digest(obj))
@@ -306,7 +312,15 @@ class _Encoder(Fingerprinter):
             self.reduced(obj)
 
     def future(self, obj: Future) -> None:
+        members = getattr(obj, "batch_members", None)
+        if members is not None:  # a batch: the list of its members
+            self.value(list(members))
+            return
         key = getattr(obj, "key", None)
+        path = getattr(obj, "selector_path", None)
+        if isinstance(key, str) and path:
+            self.dependency(DependencyRef(key, tuple(path)))
+            return
         if not isinstance(key, str):
             raise TypeError(
                 "a future without a cache key cannot be part of a cache key: pass futures "

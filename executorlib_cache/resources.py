@@ -10,6 +10,7 @@ re-deriving ``int(resources.get("cores", 1))``.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -29,7 +30,19 @@ RESOURCE_KEYS: dict[str, str] = {
     "cache_key": "str: explicit cache key instead of the content hash",
     "exclusive": "bool: exclusive node allocation",
     "slurm_cmd_args": "list[str]: extra sbatch arguments",
+    "error_log_file": "str path: when the function raises, append the call and the "
+                      "traceback to this file (made absolute at submit)",
+    "submission_template": "str: a jinja2 job-script template for this call (SLURM/flux), "
+                           "rendered by pysqa instead of the shipped one",
+    "priority": "int >= 0: flux job urgency (--urgency, 0-31; 16 is flux's default)",
+    "openmpi_oversubscribe": "bool: let MPI ranks oversubscribe the cores (srun "
+                             "--oversubscribe; Open MPI's oversubscribe setting locally)",
 }
+
+#: keys whose value here means "nothing asked for" (executorlib's default resource dict
+#: carries them): dropped by merge_resources, so a backend never refuses a default
+EMPTY_DEFAULTS: dict[str, Any] = {"openmpi_oversubscribe": False, "slurm_cmd_args": [],
+                                  "gpus_per_core": 0, "exclusive": False}
 
 DEFAULTS: dict[str, Any] = {"cores": 1, "threads_per_core": 1}
 
@@ -123,6 +136,9 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
                 + ", ".join(RESOURCE_KEYS)
             )
         merged.update({k: v for k, v in source.items() if v is not None})
+    for name, empty in EMPTY_DEFAULTS.items():
+        if name in merged and merged[name] == empty and type(merged[name]) is type(empty):
+            del merged[name]
     _int("cores", merged["cores"], 1)
     _int("threads_per_core", merged["threads_per_core"], 1)
     if "gpus_per_core" in merged:
@@ -154,4 +170,18 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
         merged["slurm_cmd_args"] = list(a)
     if "cache_key" in merged:
         validate_cache_key(merged["cache_key"])
+    if "priority" in merged:
+        _int("priority", merged["priority"], 0)
+    if "openmpi_oversubscribe" in merged and not isinstance(merged["openmpi_oversubscribe"],
+                                                            bool):
+        raise ValueError("resource_dict['openmpi_oversubscribe'] must be a bool, got "
+                         f"{merged['openmpi_oversubscribe']!r}")
+    if "submission_template" in merged and not isinstance(merged["submission_template"], str):
+        raise ValueError("resource_dict['submission_template'] must be a str (a jinja2 "
+                         f"template), got {type(merged['submission_template']).__name__}")
+    if "error_log_file" in merged:
+        path = merged["error_log_file"]
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ValueError(f"resource_dict['error_log_file'] must be a path, got {path!r}")
+        merged["error_log_file"] = os.path.abspath(os.fspath(path))
     return merged

@@ -3,7 +3,7 @@
     directives, all with the same "# flux:" sentinel and grouped before the
     first command line).  Same variables as slurm.sh; memory_max has no flux
     equivalent and is ignored; partition maps to --queue; flux_cmd_args is a
-    list of extra flux-batch options. #}
+    list of extra flux-batch options; priority is the job's --urgency. #}
 # flux: --job-name={{ job_name }}
 # flux: -n {{ cores }}
 {%- if threads_per_core %}
@@ -25,6 +25,9 @@
 {%- endif %}
 {%- if partition %}
 # flux: --queue={{ partition }}
+{%- endif %}
+{%- if priority is defined and priority is not none %}
+# flux: --urgency={{ priority }}
 {%- endif %}
 {%- if dependency_list %}
 {%- for jobid in dependency_list %}

@@ -9,6 +9,7 @@ is driven with scripted scheduler answers.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from executorlib_cache.backends import cluster, submission, tracker
 from executorlib_cache.backends.base import Died, Finished, Started, Task
 from executorlib_cache.errors import SchedulerError, SubmissionError
 from executorlib_cache.future import CacheFuture
-from executorlib_cache.resources import Resources
+from executorlib_cache.resources import Resources, merge_resources
 from executorlib_cache.schedulers import JobStatus, Phase, commands, flux, slurm
 from executorlib_cache.store import Store
 
@@ -149,6 +150,39 @@ def test_flux_template_and_refusals() -> None:
                  "--dependency=afterok:5", "--job-name=k.1"):
         assert f"# flux: {line}" in text, line
     assert flux.launcher({"cores": 2}) == ["flux", "run", "-n", "2"]
+
+
+def test_executorlib_keys_in_dialects_and_templates() -> None:
+    """priority is flux's --urgency and refused by SLURM (with the reason);
+    openmpi_oversubscribe is srun --oversubscribe and refused by flux;
+    error_log_file and submission_template are honoured by both."""
+    both = {"cores": 2, "error_log_file": "/e.log", "submission_template": "x"}
+    assert slurm.unsupported(both) == [] and flux.unsupported(both) == []
+    assert slurm.unsupported({"priority": 3}) == ["priority"]
+    assert "--nice" in slurm.WHY_UNSUPPORTED["priority"]
+    assert flux.unsupported({"openmpi_oversubscribe": True}) == ["openmpi_oversubscribe"]
+    assert flux.WHY_UNSUPPORTED["openmpi_oversubscribe"] == (
+        "The option openmpi_oversubscribe is not available with the flux backend.")
+    assert slurm.launcher({"cores": 2, "openmpi_oversubscribe": True}) == [
+        "srun", "-n", "2", "--oversubscribe"]
+    assert slurm.launcher({"cores": 1, "openmpi_oversubscribe": True}) == []
+    for priority, line in ((0, "# flux: --urgency=0"), (20, "# flux: --urgency=20")):
+        v = flux.template_vars({"cores": 1, "priority": priority})
+        text = Template((TEMPLATES / "flux.sh").read_text()).render(
+            job_name="k.1", working_directory="/w", command="run", **v)
+        assert line in text
+    text = Template((TEMPLATES / "flux.sh").read_text()).render(
+        job_name="k.1", working_directory="/w", command="run", cores=1)
+    assert "urgency" not in text
+    # executorlib's defaults mean "nothing asked for": no backend refuses them
+    merged = Resources(merge_resources({"gpus_per_core": 0, "exclusive": False,
+                                        "slurm_cmd_args": [], "openmpi_oversubscribe": False},
+                                       None))
+    assert dict(merged) == {"cores": 1, "threads_per_core": 1}
+    assert merge_resources(None, {"error_log_file": "rel.log"})["error_log_file"] == \
+        os.path.abspath("rel.log")
+    with pytest.raises(ValueError, match="priority"):
+        merge_resources(None, {"priority": -1})
 
 
 def test_flux_status_parsing() -> None:

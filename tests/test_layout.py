@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 #: lowest first; a module may import modules of its own layer or of lower ones
 LAYERS: list[set[str]] = [
-    {"_version", "errors", "resources", "deps", "mpi"},
+    {"_version", "errors", "resources", "deps", "mpi", "options"},
     {"serialization", "fingerprint", "hashing", "schedulers.base", "schedulers.slurm",
      "schedulers.flux", "schedulers", "schedulers.commands"},
     {"fileio"},
@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"claims", "pool_queue"},
     {"compute", "compute.runner", "compute.worker", "compute.pool_worker"},
     {"future"},
-    {"graph", "progress"},
+    {"graph", "progress", "workflow"},
     {"catalog", "catalog.select", "catalog.scanner", "catalog.report", "catalog.maintain"},
     {"backends", "backends.base", "backends.tracker", "backends.submission",
      "backends.local", "backends.cluster", "backends.workers", "backends.pool"},

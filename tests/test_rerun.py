@@ -229,7 +229,7 @@ def test_get_future_from_cache_and_get_cache_data(cache_dir):
     assert get_future_from_cache(cache_dir, done.key).result() == "done"
     with pytest.raises(ValueError, match="bad thing"):
         get_future_from_cache(cache_dir, failed.key).result()
-    with pytest.raises(KeyError):
+    with pytest.raises(FileNotFoundError):  # as executorlib (issue 15)
         get_future_from_cache(cache_dir, "nope-v1-0")
     by_key = {e["key"]: e for e in get_cache_data(cache_dir)}
     assert by_key[done.key]["status"] == "done" and by_key[done.key]["function"] == "slowly"

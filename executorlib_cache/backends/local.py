@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from ..errors import UnsupportedResourceError
 from ..mpi import mpiexec_path
 from ..resources import Resources
 from ..store import STARTED_JSON
@@ -44,11 +45,12 @@ class _Worker:
     ident: bytes | None = None  # zmq routing id, known once "ready" arrives
     keys: list[str] = field(default_factory=list)  # handed over, in order
     started: set[str] = field(default_factory=set)  # keys it said it began
-    mpi_slots: int = 0  # cores of an MPI task in hand (nothing is queued behind it)
+    cost: dict[str, int] = field(default_factory=dict)  # cores each held task needs
 
     @property
     def slots(self) -> int:
-        return self.mpi_slots or (1 if self.keys else 0)
+        """Cores it may use now: the most any held task needs (they run one by one)."""
+        return max((self.cost.get(k, 1) for k in self.keys), default=0)
 
 
 #: why a process usually gets SIGKILL without anyone sending it
@@ -71,17 +73,36 @@ def died_hint(returncode: int) -> str:
     return f" ({OOM_HINT})" if returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) else ""
 
 
+#: the resource_dict keys the local backend honours; any other key with a value that asks
+#: for something (gpus_per_core=1, a partition, a time limit...) is refused at submit()
+LOCAL_KEYS = ("cores", "threads_per_core", "cwd", "cache_key", "error_log_file",
+              "openmpi_oversubscribe")
+#: executorlib's message for a call larger than the executor (scripts may match on it)
+TOO_MANY_CORES = "The specified number of cores is larger than the available number of cores."
+
+
 class LocalBackend(Backend):
     """Persistent worker processes on this machine (see the module docstring).
 
-    ``max_workers`` (default: CPU count) caps processes and MPI slots together: an
-    MPI call of ``cores`` ranks occupies ``cores`` slots while it runs.
+    Capacity (``budget``): ``max_cores`` if given, else ``max_workers``, else the CPU
+    count.  A running call uses ``cores * threads_per_core`` of it when ``max_cores``
+    is given (as executorlib counts), else ``cores`` (an MPI call of ``cores`` ranks
+    occupies ``cores`` slots).  Processes: ``max_workers``, else ``max_cores``, else the
+    CPU count.  With an explicit ``max_cores``/``max_workers``, a call that needs more
+    than the budget is refused at ``submit()`` (``ValueError``, executorlib's
+    message); with neither, it waits until the machine is idle and runs alone.
     """
     name = "local"
     worker_writes_task = True
 
-    def __init__(self, store: Any, max_workers: int | None = None) -> None:
-        super().__init__(store, max_workers or os.cpu_count() or 1)
+    def __init__(self, store: Any, max_workers: int | None = None,
+                 max_cores: int | None = None) -> None:
+        cpus = os.cpu_count() or 1
+        super().__init__(store, max_workers or max_cores or cpus)
+        self.max_cores = max_cores
+        #: True when the user set a limit: a call above it is an error, not a wait
+        self.strict = max_cores is not None or max_workers is not None
+        self.budget = max_cores or max_workers or cpus
         self._workers: dict[int, _Worker] = {}  # by pid
         self._by_ident: dict[bytes, _Worker] = {}
         self._sock: zmq.Socket | None = None
@@ -90,7 +111,25 @@ class LocalBackend(Backend):
         self.broken: str | None = None
 
     # ------------------------------------------------------------- submit side
+    def cost(self, resources: Resources) -> int:
+        """Cores of the budget a call uses while it runs (see the class docstring)."""
+        if self.max_cores is not None:
+            return resources.cores * resources.threads
+        return resources.cores
+
     def validate(self, resources: Resources) -> None:
+        """Refuse keys it cannot honour (:data:`LOCAL_KEYS` only), a call larger than an
+        explicit ``max_cores``/``max_workers``, and MPI without mpi4py/mpiexec."""
+        refused = sorted(k for k, v in resources.items()
+                         if k not in LOCAL_KEYS and v not in (None, False, [], (), 0))
+        if refused:
+            raise UnsupportedResourceError(
+                f"resource_dict key(s) {refused} cannot be honoured by SingleNodeExecutor, "
+                "which runs calls on this machine; it honours "
+                f"{', '.join(LOCAL_KEYS)} (use SlurmClusterExecutor or FluxClusterExecutor "
+                "for scheduler resources)")
+        if self.strict and self.cost(resources) > self.budget:
+            raise ValueError(TOO_MANY_CORES)
         if resources.cores > 1:
             if importlib.util.find_spec("mpi4py") is None:
                 raise ImportError(
@@ -142,14 +181,13 @@ class LocalBackend(Backend):
 
     def _pick(self, task: Task) -> _Worker | None:
         """An idle worker if possible; for a 1-core task also one with room in its queue."""
-        assert self.max_workers is not None
-        need = min(task.resources.cores, self.max_workers)
+        need = min(self.cost(task.resources), self.budget)
         ready = [w for w in self._workers.values() if w.ident is not None]
         idle = [w for w in ready if not w.keys]
-        if idle and self._slots_used() + need <= self.max_workers:
+        if idle and self._slots_used() + need <= self.budget:
             return idle[0]
         if need == 1:
-            room = [w for w in ready if w.keys and not w.mpi_slots and len(w.keys) < PREFETCH]
+            room = [w for w in ready if w.keys and w.slots == 1 and len(w.keys) < PREFETCH]
             if room:
                 return min(room, key=lambda w: len(w.keys))
         return None
@@ -186,9 +224,7 @@ class LocalBackend(Backend):
         worker = self._pick(task)
         assert worker is not None and worker.ident is not None
         worker.keys.append(task.key)
-        cores = min(task.resources.cores, self.max_workers)
-        if cores > 1:
-            worker.mpi_slots = cores
+        worker.cost[task.key] = min(self.cost(task.resources), self.budget)
         self._sock.send_multipart(
             [worker.ident, b"run", task.key.encode(), task.payload,
              json.dumps(task.resources).encode(), json.dumps(task.meta, default=str).encode()]
@@ -230,8 +266,7 @@ class LocalBackend(Backend):
                 if w is not None and key in w.keys:
                     w.keys.remove(key)
                     w.started.discard(key)
-                    if not w.keys:
-                        w.mpi_slots = 0
+                    w.cost.pop(key, None)
                 if kind == b"done":
                     events.append(Finished(key, msg[3].decode(), msg[4], json.loads(msg[5])))
 

@@ -11,6 +11,10 @@ pool worker jobs, so both draw from one token bucket:
   sbatch's text, and the id is read by the dialect's parser, which knows every
   form sbatch prints.  An id that cannot be read is looked up by the job's
   unique name before anything is concluded: a queued job is never left untracked.
+* **A call's own template.**  ``resource_dict["submission_template"]`` (jinja2, as in
+  executorlib) replaces the job script of that call; it gets the same variables as
+  ours (``job_name``, ``working_directory``, ``cores``, ``command``, ``dependency_list``,
+  ``run_time_max`` in seconds, ``memory_max``, ``partition``...).
 * **Kind to the scheduler.**  A token bucket throttles submissions: default 10/s
   with bursts of 10 (``XCACHE_SUBMIT_RATE`` / ``XCACHE_SUBMIT_BURST``).
 """
@@ -217,6 +221,7 @@ class Submitter:
         self.calls = calls
         self._execute = _Execute(self.env, store.file_mode)
         self._qa = load_adapter(sched, pysqa_config_directory, self._execute)
+        self._qa_template: Any = None  # for calls with their own submission_template
         self.queue_config: dict[str, Any] = dict((self._qa.config or {}).get("queues") or {})
         self.primary = (self._qa.config or {}).get("queue_primary")
         self.cwd = os.getcwd()
@@ -309,12 +314,22 @@ class Submitter:
         self._execute.output = None
         for log in {stdout, stderr}:  # fresh, with the executor's mode: the scheduler
             _fresh_file(log, self.store.file_mode)  # truncates it and keeps the mode
+        template = resources.get("submission_template")
         try:
-            self._qa.submit_job(
-                queue=self.queue_for(resources), job_name=name,
-                working_directory=working_directory, dependency_list=dependency_list or None,
-                command=command, stdout_path=stdout, stderr_path=stderr,
-                **self.sched.template_vars(resources))
+            if template:
+                self._template_adapter().submit_job(
+                    queue=None, submission_template=template, job_name=name,
+                    working_directory=working_directory,
+                    dependency_list=dependency_list or None, command=command,
+                    stdout_path=stdout, stderr_path=stderr,
+                    **self.sched.template_vars(resources))
+            else:
+                self._qa.submit_job(
+                    queue=self.queue_for(resources), job_name=name,
+                    working_directory=working_directory,
+                    dependency_list=dependency_list or None, command=command,
+                    stdout_path=stdout, stderr_path=stderr,
+                    **self.sched.template_vars(resources))
         except SubmissionError:
             raise
         except Exception as e:  # pysqa could not render, or could not read the id
@@ -332,6 +347,18 @@ class Submitter:
             if found is None:
                 raise SubmissionError(f"{e}; no job named {name} is queued") from e
             return found
+
+    def _template_adapter(self) -> Any:
+        """A pysqa adapter without a configuration directory: the only kind that renders
+        a per-call ``submission_template`` (one with a ``queue.yaml`` always uses the
+        queue's own template).  Same command runner, so the scheduler's errors and the
+        job id are read as for every other job."""
+        if self._qa_template is None:
+            from pysqa.base.core import QueueAdapterCore
+
+            self._qa_template = QueueAdapterCore(queue_type=self.sched.QUEUE_TYPE,
+                                                 execute_command=self._execute)
+        return self._qa_template
 
     def lookup(self, name: str) -> str | None:
         """The id of the newest job named ``name``, or None; ONE scheduler call.

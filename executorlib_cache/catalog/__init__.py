@@ -41,6 +41,7 @@ from .maintain import (
     plan_removal,
     prune,
     remove_entries,
+    terminate_task_in_cache,
     terminate_tasks_in_cache,
 )
 from .report import cache_stats, describe, get_cache_data, graph_from_cache
@@ -66,6 +67,7 @@ __all__ = [
     "RemovalPlan", "cache_stats", "describe", "execute_removal", "filter_entries",
     "gc_paused", "get_cache_data", "graph_from_cache", "needs_verify", "open_store",
     "parse_duration", "parse_size", "parse_statuses", "plan_prune", "plan_removal", "prune",
-    "remove_entries", "resolve_key", "scan", "sort_entries", "terminate_tasks_in_cache",
+    "remove_entries", "resolve_key", "scan", "sort_entries", "terminate_task_in_cache",
+    "terminate_tasks_in_cache",
     "valid_name",
 ]

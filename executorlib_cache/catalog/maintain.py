@@ -260,8 +260,13 @@ def prune(
 
 
 def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
+                             pysqa_config_directory: str | os.PathLike[str] | None = None,
                              backend: str | None = None) -> list[str]:
     """Cancel every job of this cache that is still queued or running.
+
+    ``pysqa_config_directory`` is accepted for executorlib's signature and not
+    needed: jobs are cancelled with the scheduler's own command (``scancel``,
+    ``flux cancel``), whatever pysqa configuration submitted them.
 
     Reads ``job.json`` of the entries without a result (in flight, or failed: a
     future failed because the scheduler stopped answering leaves its job running)
@@ -272,6 +277,7 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
     asked to cancel.  Raises ``ValueError`` for another backend name,
     ``FileNotFoundError`` for a missing cache, ``SchedulerError`` when a cancel fails.
     """
+    del pysqa_config_directory
     if backend is not None and backend not in NAMES:
         raise ValueError(f"backend must be one of {sorted(NAMES)} or None, got {backend!r}")
     store = Store(cache_directory, create=False)
@@ -293,3 +299,36 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
         commands.cancel_jobs(name, ids)
         cancelled.extend(sorted(set(ids)))
     return cancelled
+
+
+def terminate_task_in_cache(cache_directory: str | os.PathLike[str], cache_key: str,
+                            pysqa_config_directory: str | os.PathLike[str] | None = None,
+                            backend: str | None = None) -> list[str]:
+    """Stop the one entry ``cache_key`` if it is queued or running, and remove it.
+
+    As executorlib's: its job is cancelled (``scancel``/``flux cancel``; a local
+    runner gets SIGTERM) and the entry is removed, so the next submission of the call
+    runs it again.  A finished entry (done or failed) is left as it is: there is
+    nothing to stop, and a result is never deleted here (``xcache rm`` does that).
+    ``pysqa_config_directory`` and ``backend`` are accepted for executorlib's
+    signature (the entry's claim names its backend).  Returns the keys removed
+    (``[cache_key]`` or ``[]``).  Raises ``FileNotFoundError`` for a missing cache or
+    entry, ``ValueError`` for an invalid key or backend name.
+    """
+    from ..resources import validate_cache_key
+
+    del pysqa_config_directory
+    if backend is not None and backend not in NAMES:
+        raise ValueError(f"backend must be one of {sorted(NAMES)} or None, got {backend!r}")
+    validate_cache_key(cache_key)
+    store = Store(cache_directory, create=False)
+    if store.names(cache_key) is None:
+        raise FileNotFoundError(f"no entry {cache_key} in cache directory {store.root}")
+    if store.file_status(cache_key) in FINISHED:
+        return []
+    plan = plan_removal(store, [cache_key], force=True)
+    plan.remove = [e for e in plan.remove if e.key == cache_key]
+    removed, notes = execute_removal(plan, force=True)
+    for n in notes:
+        warnings.warn(n, stacklevel=2)
+    return removed

@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,8 +147,30 @@ def _call(store: Store, payload: bytes, meta: dict[str, Any]) -> tuple[Any, Any]
         kwargs = resolve_refs(kwargs, load)
     except (UpstreamFailedError, SerializationError) as e:
         raise _NotRun(e) from None
-    with task_environment(Resources.stored(meta.get("resource_dict")), meta.get("argv")):
-        return fn, fn(*args, **kwargs)
+    resources = Resources.stored(meta.get("resource_dict"))
+    with task_environment(resources, meta.get("argv")):
+        try:
+            return fn, fn(*args, **kwargs)
+        except Exception as exc:
+            if resources.get("error_log_file"):
+                append_error_log(resources["error_log_file"], fn, args, kwargs, exc)
+            raise
+
+
+def append_error_log(path: str, fn: Any, args: Any, kwargs: Any, exc: BaseException) -> None:
+    """``resource_dict["error_log_file"]``: append what executorlib writes when the
+    function raises -- ``function: ...``, ``args: ...``, ``kwargs: ...`` lines and the
+    traceback -- in one write (ranks of an MPI call that raise each append theirs).
+    A file that cannot be written only costs a line on stderr: the failure itself is
+    recorded in the cache either way."""
+    text = (f"function: {fn}\nargs: {list(args)}\nkwargs: {kwargs}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+    except OSError as e:
+        print(f"executorlib_cache: cannot append to error_log_file {path}: {e}",
+              file=sys.stderr)
 
 
 def pickle_result(fn: Any, value: Any) -> bytes:

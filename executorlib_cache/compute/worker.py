@@ -30,16 +30,26 @@ from ..serialization import dumps_exception
 from ..store import Store
 from .runner import run_entry
 
+#: environment that lets Open MPI's mpiexec start more ranks than there are cores
+#: (Open MPI 4: the MCA variable; Open MPI 5: PRRTE's mapping policy); MPICH ignores
+#: both (it always allows it)
+OVERSUBSCRIBE_ENV = {"OMPI_MCA_rmaps_base_oversubscribe": "1",
+                     "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"}
 
-def run_mpi_task(store: Store, key: str, cores: int) -> tuple[str, bytes, dict[str, Any]]:
+
+def run_mpi_task(store: Store, key: str, cores: int, oversubscribe: bool = False
+                 ) -> tuple[str, bytes, dict[str, Any]]:
     """Run an entry under ``mpiexec -n cores`` and return its outcome
     ``(status, payload, meta)``; a run that wrote nothing is recorded as a
-    :class:`TaskDiedError` with the tail of mpiexec's stderr.
+    :class:`TaskDiedError` with the tail of mpiexec's stderr.  ``oversubscribe``
+    (``resource_dict["openmpi_oversubscribe"]``) adds :data:`OVERSUBSCRIBE_ENV`.
     """
     mpiexec = mpiexec_path()
     cmd = [str(mpiexec), "-n", str(cores), sys.executable, "-m", "executorlib_cache.compute.runner",
            "--mpi", str(store.root), key]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    env = {**os.environ, **OVERSUBSCRIBE_ENV} if oversubscribe else None
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                          env=env)
     sys.stderr.buffer.write(proc.stderr)
     outcome = store.read_outcome(key)
     if outcome is not None:
@@ -133,7 +143,8 @@ def _take_messages(sock: zmq.Socket, queue: deque[list[bytes]]) -> bool:
 def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
     key, payload = msg[1].decode(), msg[2]
     task_meta = json.loads(msg[4])
-    cores = Resources.stored(json.loads(msg[3])).cores
+    resources = Resources.stored(json.loads(msg[3]))
+    cores = resources.cores
     try:
         # always: a task.h5 left by an earlier attempt may be damaged or tampered
         # with, and this claim's payload is what runs
@@ -145,7 +156,8 @@ def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
         return
     try:
         if cores > 1:
-            status, out, meta = run_mpi_task(store, key, cores)
+            status, out, meta = run_mpi_task(store, key, cores,
+                                             bool(resources.get("openmpi_oversubscribe")))
         else:
             status, out, meta = run_entry(store, key, payload, task_meta)
     except Exception as exc:  # not even the error could be written (disk full,

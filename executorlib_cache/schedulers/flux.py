@@ -30,9 +30,12 @@ QUEUE_TYPE = "FLUX"
 CONFIG_FILES = ("flux.yaml", "queue.yaml")
 SUPPORTED = frozenset({
     "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
-    "partition", "queue", "exclusive", "cwd", "cache_key", "pmi_mode",
+    "partition", "queue", "exclusive", "cwd", "cache_key", "pmi_mode", "priority",
+    "error_log_file", "submission_template",
 })
 WHY_UNSUPPORTED = {
+    "openmpi_oversubscribe": "The option openmpi_oversubscribe is not available with the "
+                             "flux backend.",
     "memory_max": "flux batch has no memory limit option",
     "slurm_cmd_args": "these are sbatch options; flux batch cannot take them",
 }
@@ -80,11 +83,14 @@ def template_vars(resources: dict[str, Any]) -> dict[str, Any]:
 
     ``cores`` -> ``-n`` (slots), ``threads_per_core`` -> ``-c``, ``gpus_per_core``
     -> ``-g``, ``num_nodes`` -> ``-N``, ``run_time_max`` seconds -> ``-t Ns``,
-    ``queue`` (or ``partition``, SLURM's word for it) -> ``--queue``.
+    ``queue`` (or ``partition``, SLURM's word for it) -> ``--queue``, ``priority`` ->
+    ``--urgency`` (0-31; above 16 only for the instance owner).
     """
     out = common_template_vars(resources)
     if resources.get("queue"):
         out["partition"] = resources["queue"]
+    if resources.get("priority") is not None:
+        out["priority"] = int(resources["priority"])
     return out
 
 

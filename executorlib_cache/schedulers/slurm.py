@@ -25,14 +25,17 @@ from .base import JobStatus, Phase, common_template_vars
 
 NAME = "slurm"
 QUEUE_TYPE = "SLURM"
-WHY_UNSUPPORTED: dict[str, str] = {}
+WHY_UNSUPPORTED: dict[str, str] = {
+    "priority": "SLURM lets a user lower a job's priority only (sbatch --nice); pass "
+                "slurm_cmd_args=['--nice=N'] for that (a priority is flux's --urgency)",
+}
 #: the pysqa configuration file inside a config directory
 CONFIG_FILES = ("queue.yaml",)
 #: every resource_dict key SLURM honours (cache_key is the executor's own)
 SUPPORTED = frozenset({
     "cores", "threads_per_core", "gpus_per_core", "num_nodes", "run_time_max",
     "memory_max", "partition", "queue", "exclusive", "slurm_cmd_args", "cwd", "cache_key",
-    "pmi_mode",
+    "pmi_mode", "error_log_file", "submission_template", "openmpi_oversubscribe",
 })
 #: more ids than this and squeue lists our user's jobs instead of a -j list
 MAX_IDS_PER_QUERY = 1000
@@ -67,7 +70,7 @@ JOB_ENV = {"SLURM_OVERLAP": "1"}
 
 
 def unsupported(resources: dict[str, Any]) -> list[str]:
-    """resource_dict keys SLURM cannot honour (none today: all are mapped)."""
+    """resource_dict keys SLURM cannot honour (``WHY_UNSUPPORTED`` says why)."""
     return sorted(set(resources) - SUPPORTED)
 
 
@@ -118,7 +121,8 @@ def launcher(resources: dict[str, Any]) -> list[str]:
     """Prefix that starts the MPI ranks inside the batch job (``cores > 1``).
 
     ``srun`` does not inherit ``--cpus-per-task`` from sbatch since SLURM 22.05,
-    so it is repeated.  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in CI).
+    so it is repeated.  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in CI)
+    unless ``pmi_mode`` names one; ``openmpi_oversubscribe`` adds ``--oversubscribe``.
     """
     res = Resources.stored(resources)
     if not res.mpi:
@@ -128,6 +132,8 @@ def launcher(resources: dict[str, Any]) -> list[str]:
         cmd += ["-c", str(res.threads)]
     if resources.get("pmi_mode"):  # else the cluster's MpiDefault
         cmd += [f"--mpi={resources['pmi_mode']}"]
+    if resources.get("openmpi_oversubscribe"):
+        cmd += ["--oversubscribe"]
     return cmd
 
 

@@ -1,0 +1,73 @@
+"""executorlib's constructor options: which ones mean something here, and the errors
+for the ones that do not.
+
+The executors take executorlib 1.11's parameters in executorlib's order (a script
+switches by changing its import).  This module decides, in one place, what each
+option that has no counterpart here does:
+
+* ``hostname_localhost``, ``refresh_rate``, ``log_obj_size``: accepted and ignored
+  (documented no-ops: there is no zmq connection to name a host for, futures
+  resolve on events rather than on a polling interval, and no objects are sent over
+  a socket whose size could be logged).
+* ``block_allocation=True``, ``init_function``, ``restart_limit != 0``: executorlib's
+  interactive worker pools; refused with :class:`UnsupportedOptionError` saying what
+  to use instead.
+* ``max_cores`` on the cluster executors: refused with executorlib's message (the
+  scheduler allocates cores per job).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import UnsupportedOptionError
+
+BLOCK_ALLOCATION = (
+    "block_allocation=True is executorlib's interactive mode (a fixed pool of workers "
+    "that keep state between calls), which executorlib_cache does not have. Use "
+    "max_workers=K instead: SingleNodeExecutor keeps K worker processes alive between "
+    "calls, and SlurmClusterExecutor/FluxClusterExecutor(max_workers=K) pack the calls "
+    "into K worker jobs."
+)
+INIT_FUNCTION = (
+    "init_function is not supported: the state it prepares is not part of any cache "
+    "key, so cached results would silently depend on it. Pass what it prepares as an "
+    "argument instead (or submit the preparation and pass its future)."
+)
+RESTART_LIMIT = (
+    "restart_limit applies to executorlib's block-allocation workers. Here a worker "
+    "that dies is replaced at once, its call fails with TaskDiedError, and re-running "
+    "the script runs it again (failures are never cache hits); use restart_limit=0."
+)
+#: executorlib's message, verbatim, plus what to do here
+MAX_CORES_CLUSTER = (
+    "The number of cores cannot be controlled with the pysqa based backend. "
+    "(The scheduler allocates cores per job: give resource_dict={'cores': n}; "
+    "max_workers=K packs the calls into K worker jobs.)"
+)
+#: executorlib's message for a pending future passed with disable_dependencies=True
+DISABLED_DEPENDENCIES = "Future objects are not supported as input if disable_dependencies=True."
+
+
+def positive_int_or_none(name: str, value: Any) -> int | None:
+    """``value`` if it is None or an int >= 1; else ``ValueError`` naming ``name``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def check_interactive_options(block_allocation: Any, init_function: Any,
+                              restart_limit: Any = 0) -> None:
+    """Raise :class:`UnsupportedOptionError` for executorlib's interactive-mode options
+    (``block_allocation=True``, an ``init_function``, ``restart_limit != 0``)."""
+    if block_allocation:
+        raise UnsupportedOptionError(BLOCK_ALLOCATION)
+    if init_function is not None:
+        raise UnsupportedOptionError(INIT_FUNCTION)
+    if restart_limit:
+        raise UnsupportedOptionError(RESTART_LIMIT)
+
+
+__all__ = ["DISABLED_DEPENDENCIES", "MAX_CORES_CLUSTER", "UnsupportedOptionError",
+           "check_interactive_options", "positive_int_or_none"]
