@@ -37,16 +37,23 @@ die() { log "ERROR: $*"; exit 1; }
 t_start=$SECONDS
 
 # ------------------------------------------------------------------ 0. system packages
-# the graph extra renders through Graphviz's `dot`; the docs' graph examples and
-# tests/test_graph.py need it (under CI=true they fail rather than skip without it)
-if ! command -v dot >/dev/null 2>&1; then
+# graphviz: the graph extra renders through Graphviz's `dot` (docs' graph examples,
+#   tests/test_graph.py);
+# strace: bench/bench_metadata.py counts metadata system calls (tests/test_bench_metadata.py);
+# fuse3: bench/slowfs.py, the slow-metadata FUSE file system (libfuse3 + fusermount3).
+# Under CI=true the tests that need them fail rather than skip when they are missing.
+sys_need=()
+command -v dot >/dev/null 2>&1 || sys_need+=(graphviz)
+command -v strace >/dev/null 2>&1 || sys_need+=(strace)
+command -v fusermount3 >/dev/null 2>&1 || sys_need+=(fuse3)
+if [ "${#sys_need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "apt-get install graphviz"
+    log "apt-get install ${sys_need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends graphviz >/dev/null \
-      || die "apt-get install graphviz failed"
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${sys_need[@]}" >/dev/null \
+      || die "apt-get install ${sys_need[*]} failed"
   else
-    log "WARNING: Graphviz 'dot' not found: graph rendering tests will be skipped (apt-get install graphviz)"
+    log "WARNING: missing ${sys_need[*]}: the tests that need them will be skipped (apt-get install ${sys_need[*]})"
   fi
 fi
 
