@@ -1,16 +1,19 @@
 """The claim protocol: who owns an in-flight entry, is it alive, taking over a lost one.
 
-A *claim* is the entry's ``job.json``, written under the entry's claim lock
-(``<cache>/.locks/<key>.lock``, flock: a holder that dies releases it).  It names
-the backend, the owning driver (``{"host", "pid", "start"}``) and, once there is
-one, the scheduler job.  This module is the one copy of the protocol: the
-executor's ``submit()``, the poller (taking over), the backends (recording job ids,
-adopting), the pool workers (confirming a ticket) and the catalog (``lost``) all
-call it.  The life of an entry, as :meth:`Store.file_status` reads it::
+A *claim* is the entry's ``<enc>@claim`` file (JSON), written under the lock of
+the key's stripe (``store.claim(key)``: a byte-range lock in ``<cache>/.lock``, a
+holder that dies releases it).  It names the backend, the owning driver
+(``{"host", "pid", "start"}``), once there is one the scheduler job, and once a
+batch runner starts, ``started`` and ``runner``.  It is removed when the outcome
+is written (under the lock, so a late update never brings it back).  This module
+is the one copy of the protocol: the executor's ``submit()``, the poller (taking
+over), the backends (recording job ids, adopting), the pool workers (confirming a
+ticket) and the catalog (``lost``) all call it.  The life of an entry, as
+:meth:`Store.file_status` reads it::
 
                  claim()                 runner starts           runner writes
     (absent) ──────────────▶ queued ─────────────────▶ running ─────────────────▶ done
-    pending    job.json        │        started.json       │     result.h5 | error.h5  failed
+    pending    @claim          │    claim["started"]       │    <enc>.h5 | @failed.h5   failed
        ▲                       │                           │                        │
        │ release()             └──── owner dead, nobody ───┘                        │
        │ (cancelled before          can finish it: "lost"                            │
@@ -25,8 +28,8 @@ Who counts as alive (:func:`is_live`, no scheduler call):
 
 * the owner: ``/proc`` on the same host (pid reuse caught by the start time), a
   heartbeat in ``<cache>/.drivers/`` from other hosts (``liveness.py``);
-* a ``local`` entry also while the runner that started it (``started.json``) is alive
-  on this host, or a worker of the dead driver lives (it may hold the call unstarted);
+* a ``local`` entry also while a worker of the dead driver lives (it finishes the
+  calls it holds, then exits);
 * a ``slurm``/``flux`` entry only through its owner: the next driver *adopts* a dead
   owner's job instead of asking the scheduler once per entry.
 
@@ -38,7 +41,6 @@ for all such entries) reports the job ended or no longer knows it.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from collections.abc import Iterable
@@ -47,7 +49,7 @@ from typing import Any, Protocol
 
 from .fileio import HOST
 from .liveness import identity, orphan_workers, owner_alive, pid_alive
-from .store import ERROR, JOB_JSON, RESULT, STARTED_JSON, TASK, Store
+from .store import DONE, FAILED, TASK, Store
 
 #: claim fields that belong to one scheduler submission (dropped when resubmitting)
 SUBMISSION_FIELDS = ("queued", "job_id_f58", "adopted", "adopted_from")
@@ -57,7 +59,8 @@ class Claimant(Protocol):
     """What the claim protocol needs from a backend (``backends.base.Backend``)."""
 
     name: str
-    #: the worker writes task.h5 itself (local); else the driver writes it at claim time
+    #: the worker is handed the call (local); else the driver writes ``@task.h5`` at
+    #: claim time, for a runner in a batch job
     worker_writes_task: bool
 
     def adopt(self, key: str, job: dict[str, Any] | None) -> bool:
@@ -67,12 +70,12 @@ class Claimant(Protocol):
 
 # ---------------------------------------------------------------- the record
 def claim_record(backend: str, meta: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """The ``job.json`` of a new claim by this process, before any job exists.
+    """The claim record of a new claim by this process, before any job exists.
 
     ``meta`` is the task's metadata: its function name and upstream keys are kept
-    here too (a local worker writes ``task.json`` only when it starts the call, and
-    ``xcache graph`` needs them before).  ``fields`` add backend details (pool,
-    ticket, attempt...).
+    here too (a local call has no task file, and ``xcache ls``/``graph`` need them
+    while it is in flight).  ``fields`` add backend details (pool, ticket,
+    attempt...).
     """
     return {
         "backend": backend, "job_id": None, "owner": identity(), "submitted": time.time(),
@@ -83,28 +86,51 @@ def claim_record(backend: str, meta: dict[str, Any], **fields: Any) -> dict[str,
 
 def read_claim(store: Store, key: str) -> dict[str, Any] | None:
     """The entry's claim, or None (none, or unreadable: treated as none)."""
-    return store.read_json(key, JOB_JSON)
+    return store.read_claim(key)
 
 
 def write_claim(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any]:
     """Replace the entry's claim atomically; returns ``record``."""
-    store.write_json(key, JOB_JSON, record)
+    store.write_claim(key, record)
     return record
+
+
+#: claim fields a batch runner adds (kept when the driver updates its record)
+RUNNER_FIELDS = ("started", "runner")
 
 
 def update_claim(store: Store, key: str, record: dict[str, Any], **fields: Any
                  ) -> dict[str, Any]:
-    """Write ``record`` with ``fields`` set (e.g. ``job_id`` after sbatch); the new record."""
-    return write_claim(store, key, {**record, **fields})
+    """Write ``record`` with ``fields`` set (e.g. ``job_id`` after sbatch), under the
+    claim lock, keeping what the runner added (``started``); returns the new
+    record.  Nothing is written once the entry finished or its claim was removed
+    (a fast job may finish before its driver records the job id)."""
+    new = {**record, **fields}
+    with store.claim(key):
+        on_disk = store.read_claim(key)
+        if on_disk is None or store.finished(key):
+            return new
+        for f in RUNNER_FIELDS:
+            if f in on_disk and f not in fields:
+                new[f] = on_disk[f]
+        store.write_claim(key, new)
+    return new
+
+
+def mark_started(store: Store, key: str, runner: dict[str, Any], started: float) -> None:
+    """A batch runner records that the call started (``started``, ``runner``: host,
+    pid, job id) in the claim, under the lock; the entry then reads ``running``."""
+    with store.claim(key):
+        job = store.read_claim(key)
+        if job is not None and not store.finished(key):
+            store.write_claim(key, {**job, "started": started, "runner": runner})
 
 
 def release(store: Store, key: str) -> None:
     """Give a claim back (a call cancelled before it ran): the entry reads
-    ``pending`` again, and a later run claims it afresh."""
-    try:
-        os.unlink(store.path(key, JOB_JSON))
-    except FileNotFoundError:
-        pass
+    ``pending`` (cluster: its task file stays) or absent again, and a later run
+    claims it afresh."""
+    store.release_claim(key)
 
 
 def release_if_mine(store: Store, key: str) -> None:
@@ -126,17 +152,13 @@ def adopt_record(store: Store, key: str, job: dict[str, Any]) -> dict[str, Any]:
 def claim_token(job: dict[str, Any]) -> str:
     """8 hex digits naming one claim (its owner and when it was made).  A pool
     ticket carries the token of the claim it was written for; it is valid while
-    ``job.json`` still holds that claim (``pool_queue.py``)."""
+    the claim file still holds that claim (``pool_queue.py``)."""
     o = job.get("owner") or {}
     raw = f"{o.get('host')}|{o.get('pid')}|{o.get('start')}|{job.get('submitted')!r}"
     return hashlib.blake2s(raw.encode(), digest_size=4).hexdigest()
 
 
 # ---------------------------------------------------------------- claiming
-def _finished(names: set[str] | None) -> bool:
-    return names is not None and (RESULT in names or ERROR in names)
-
-
 def claim(store: Store, key: str, backend: Claimant, payload: bytes,
           meta: dict[str, Any]) -> str:
     """Check-write-record under the entry's claim lock, for ``submit()``.
@@ -144,29 +166,29 @@ def claim(store: Store, key: str, backend: Claimant, payload: bytes,
     Returns ``"hit"`` (a result appeared: use it), ``"attached"`` (another live
     process owns it: watch its files), ``"adopted"`` (its owner died, its scheduler
     job may still run: the backend tracks it) or ``"owned"`` (this process claimed
-    it; ``task.h5`` is written unless the backend's worker writes it).  A failed or
-    lost attempt is reset first: failures are not cache hits.
+    it; ``@task.h5`` is written unless the backend's worker is handed the call).
+    A failed or lost attempt is replaced: failures are not cache hits.  Lookups
+    under the lock for a new key: 3 (done, failed, claim).
     Raises :class:`~executorlib_cache.errors.ClaimTimeoutError` when another live
     process holds the lock too long.
     """
     with store.claim(key):
-        store.guard_entry_dir(key)  # never write or delete through a symlink
-        status = store.file_status(key)
-        if status == "done":
+        finished = store.finished(key)
+        if finished == DONE:
             return "hit"
-        if status in ("queued", "running"):
+        if finished is None:
             job = read_claim(store, key)
-            if is_live(store, key, job):
-                return "attached"
-            if backend.adopt(key, job):
-                return "adopted"  # its owner died; its scheduler job may still run
-            store.reset_for_retry(key)  # its owner died without a result
-        elif status == "failed":
-            store.reset_for_retry(key)  # a failure is recorded, not a cache hit
-        store.make_entry_dir(key)
+            if job is not None:
+                if is_live(store, key, job):
+                    return "attached"
+                if backend.adopt(key, job):
+                    return "adopted"  # its owner died; its scheduler job may still run
+                # its owner died without a result: the claim below replaces it
         if not backend.worker_writes_task:  # also over a damaged/tampered one
             store.write_task(key, payload, meta)
         write_claim(store, key, claim_record(backend.name, meta))
+        if finished == FAILED:  # a failure is recorded, not a cache hit; removed
+            store.reset_for_retry(key, keep_claim=True)  # last: a crash leaves it failed
     return "owned"
 
 
@@ -179,16 +201,14 @@ def take_over(store: Store, key: str, backend: Claimant, payload: bytes,
     afresh: dispatch it).
     """
     with store.claim(key):
-        names = store.names(key) or set()
-        if _finished(names):
+        if store.finished(key):
             return "finished"
         job = read_claim(store, key)
         if is_live(store, key, job):
             return "live"
         if backend.adopt(key, job):
             return "adopted"
-        store.reset_for_retry(key)
-        if TASK not in names and not backend.worker_writes_task:
+        if not backend.worker_writes_task and not store.has(key, TASK):
             store.write_task(key, payload, meta)
         write_claim(store, key, claim_record(backend.name, meta))
     return "owned"
@@ -196,7 +216,7 @@ def take_over(store: Store, key: str, backend: Claimant, payload: bytes,
 
 def confirm_claim(store: Store, key: str, token: str, timeout: float,
                   **fields: Any) -> bool:
-    """Under the claim lock: does ``job.json`` still hold the claim named by
+    """Under the claim lock: does the claim file still hold the claim named by
     ``token`` (:func:`claim_token`), with no outcome yet?  If so, record ``fields``
     (a pool worker's job id, its log paths; ``attempt`` is set to 1 unless the
     claim already counts a retry) and return True; False when the claim was
@@ -204,9 +224,10 @@ def confirm_claim(store: Store, key: str, token: str, timeout: float,
     :class:`~executorlib_cache.errors.ClaimTimeoutError` after ``timeout`` seconds."""
     with store.claim(key, timeout=timeout):
         job = read_claim(store, key)
-        if not job or claim_token(job) != token or _finished(store.names(key)):
+        if not job or claim_token(job) != token or store.finished(key):
             return False
-        update_claim(store, key, job, attempt=int(job.get("attempt") or 1), **fields)
+        write_claim(store, key, {**job, "attempt": int(job.get("attempt") or 1),
+                                 "started": time.time(), **fields})
     return True
 
 
@@ -222,10 +243,7 @@ def is_live(store: Store, key: str, job: dict[str, Any] | None) -> bool:
         return True
     if job.get("backend", "local") != "local":
         return False  # a dead owner's scheduler job is adopted, not "live"
-    started = store.read_json(key, STARTED_JSON)
-    if started and started.get("host") == HOST and "pid" in started:
-        return pid_alive(int(started["pid"]))
-    # a worker of the dead driver may hold the call without having started it yet
+    # a worker of the dead driver finishes the calls it holds (started or not)
     return bool(orphan_workers(job.get("owner"), store.root))
 
 
@@ -242,9 +260,11 @@ class ClaimView:
 
     @classmethod
     def read(cls, store: Store, key: str) -> ClaimView:
-        """From the entry's ``job.json`` and ``started.json``."""
+        """From the entry's claim file (``runner``: what a batch runner recorded)."""
         job = read_claim(store, key) or {}
-        run = store.read_json(key, STARTED_JSON) or {}
+        run: dict[str, Any] = job.get("runner") or {}
+        if not isinstance(run, dict):
+            run = {}
         pid = run.get("pid")
         return cls(key, job.get("backend"), job.get("job_id"), job.get("owner"),
                    run.get("host"), pid if isinstance(pid, int) else None)
@@ -255,7 +275,7 @@ class ClaimView:
         return self.backend in ("slurm", "flux") and bool(self.job_id)
 
     def runner_alive(self) -> bool:
-        """The runner that wrote ``started.json`` is alive on this host."""
+        """The runner recorded in the claim is alive on this host."""
         return (self.runner_pid is not None and self.runner_host == HOST
                 and pid_alive(self.runner_pid))
 
@@ -308,7 +328,8 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
 
 __all__ = [
     "ClaimView", "Claimant", "adopt_record", "claim", "claim_record", "claim_token",
-    "confirm_claim", "is_live", "lost_reasons", "read_claim", "release", "release_if_mine",
+    "confirm_claim", "is_live", "lost_reasons", "mark_started", "read_claim", "release",
+    "release_if_mine",
     "take_over",
     "update_claim", "write_claim",
 ]

@@ -166,6 +166,7 @@ class BaseExecutor(Executor):
         self._poller = Poller(self._store, self._backend)
         self._heartbeat = Heartbeat(self._store.root, self._store.file_mode)
         self._shutdown_lock = threading.Lock()
+        self._hits: list[str] = []  # keys read from the cache, logged at shutdown (LRU)
         self._closed = False
         self._observers_closed = False
         self._wait = bool(wait)
@@ -273,18 +274,21 @@ class BaseExecutor(Executor):
     def _resolve_from_cache(self, future: CacheFuture) -> bool:
         """Cache hit: resolve before anyone sees the future.  Failures are not hits."""
         key = future.key
-        if not self._store.has_result(key):
-            return False
         try:
-            outcome = self._store.read_outcome(key)
-        except CorruptEntryError as e:
+            outcome = self._store.read_hit(key)  # one open: the whole file, parsed in memory
+        except CorruptEntryError as e:  # unreadable: moved aside and computed again
             with self._store.claim(key):
-                if self._store.has_result(key):
+                try:
+                    self._store.read_hit(key)
+                except CorruptEntryError:
                     self._store.quarantine(key, str(e))
             return False
-        if outcome is None or outcome.status != "done":
+        if outcome is None:
             return False
-        self._store.touch_result(key)  # "recently used", for `xcache prune`
+        self._hits.append(key)  # "recently used", for `xcache prune` (one write at shutdown)
+        if len(self._hits) >= 10_000:
+            self._store.record_use(self._hits)
+            self._hits = []
         return future.set_outcome(outcome.status, outcome.payload, outcome.meta, cached=True)
 
     def _observe(self, future: CacheFuture, fn: Any, deps: dict[str, Any]) -> None:
@@ -392,6 +396,8 @@ class BaseExecutor(Executor):
         if self._observers_closed:
             return
         self._observers_closed = True
+        hits, self._hits = self._hits, []
+        self._store.record_use(hits)
         if self._progress is not None:
             self._progress.close()
         if self._graph is not None:
@@ -466,7 +472,7 @@ def get_future_from_cache(cache_directory: str | os.PathLike[str], cache_key: st
     except FileNotFoundError:
         raise missing from None
     future = CacheFuture(cache_key)
-    if store.names(cache_key) is None:
+    if not store.exists(cache_key):
         raise missing
     outcome = store.read_outcome(cache_key)
     if outcome is not None:

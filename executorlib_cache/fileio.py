@@ -54,10 +54,11 @@ _CRASH_ACTION = os.environ.get("XCACHE_CRASH_ACTION") or "kill"
 _crash_skip = int(os.environ.get("XCACHE_CRASH_SKIP") or 0)
 
 
-def _crash_point(path: Path | str, when: str) -> bool:
-    """Act if ``XCACHE_CRASH_AT`` names this point; True: the caller must divert."""
+def _crash_point(path: Path | str, when: str, label: str | None = None) -> bool:
+    """Act if ``XCACHE_CRASH_AT`` names this point (``label``, default the file's
+    name); True: the caller must divert."""
     global _crash_skip
-    point = f"{os.path.basename(path)}:{when}"
+    point = f"{label or os.path.basename(path)}:{when}"
     if point != _CRASH_AT:
         return False
     if _crash_skip > 0:
@@ -80,19 +81,22 @@ def _diverted(path: Path | str) -> str:
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(
-        f".{path.name}.{HOST}-{os.getpid()}-{random.getrandbits(40):010x}.tmp"
-    )
+    # host, pid and 40 random bits: writers on several nodes never collide; the name
+    # part is cut so the whole stays within NAME_MAX (255) for long keys and hosts
+    tail = f".{HOST[:40]}-{os.getpid()}-{random.getrandbits(40):010x}.tmp"
+    return path.with_name(f".{path.name[:250 - len(tail)]}{tail}")
 
 
-def atomic_write(path: Path | str, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path | str, data: bytes, mode: int = 0o600,
+                 label: str | None = None) -> None:
     """Write ``data`` to a temp name beside ``path``, then ``os.replace`` it there.
 
     A reader sees the old file or the new one, never half of it, and ``kill -9`` at
     any instant leaves no half-written file under ``path`` (DESIGN.md, "atomic
     visibility").  ``mode`` is applied at creation (minus the umask).  The temp
     name carries host, pid and 40 random bits, so writers on several nodes of a
-    shared file system never collide.  Raises ``OSError`` (the temp file is gone).
+    shared file system never collide.  ``label`` names the crash points (default:
+    the file's name).  Raises ``OSError`` (the temp file is gone).
     """
     path = Path(path)
     tmp = _tmp_name(path)
@@ -102,13 +106,13 @@ def atomic_write(path: Path | str, data: bytes, mode: int = 0o600) -> None:
             view = memoryview(data)
             if _CRASH_AT is not None:
                 view = view[os.write(fd, view[: len(view) // 2]):]
-                _crash_point(path, "mid_write")
+                _crash_point(path, "mid_write", label)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
         finally:
             os.close(fd)
-        _publish(tmp, path)
+        _publish(tmp, path, label)
     except BaseException:
         _unlink(tmp)
         raise
@@ -153,39 +157,15 @@ def _read_attr(fid: Any, name: bytes) -> bytes:
     return value
 
 
-def _fill_h5(fid: Any, meta_json: str, payload: bytes, sig: str | None,
-             format_version: int) -> None:
-    _write_attr(fid, FORMAT_ATTR, np.int64(format_version))
-    _write_attr(fid, b"meta", np.bytes_(meta_json.encode()))
-    if sig is not None:
-        _write_attr(fid, b"hmac", np.bytes_(sig.encode()))
-    data = np.frombuffer(payload, dtype=np.uint8)
-    did = h5d.create(fid, b"payload", h5t.NATIVE_UINT8, h5s.create_simple((data.size,)))
-    if data.size:
-        did.write(h5s.ALL, h5s.ALL, data)
-    did.close()
-
-
-def _h5_image(meta_json: str, payload: bytes, sig: str | None, format_version: int) -> bytes:
-    name = f"xcache-mem-{os.getpid()}-{next(_image_counter)}".encode()
-    fid = h5f.create(name, h5f.ACC_TRUNC, fapl=_fapl(core=True))
-    try:
-        _fill_h5(fid, meta_json, payload, sig, format_version)
-        h5f.flush(fid)
-        return bytes(fid.get_file_image())
-    finally:
-        fid.close()
-
-
-def _publish(tmp: Path, path: Path) -> None:
+def _publish(tmp: Path, path: Path, label: str | None = None) -> None:
     """Make a fully written temp file visible under its final name, atomically
     (with the ``before_replace``/``after_replace`` crash points for tests/faults)."""
-    if _CRASH_AT is not None and _crash_point(path, "before_replace"):
+    if _CRASH_AT is not None and _crash_point(path, "before_replace", label):
         os.replace(tmp, _diverted(path))
         return
     os.replace(tmp, path)
     if _CRASH_AT is not None:
-        _crash_point(path, "after_replace")
+        _crash_point(path, "after_replace", label)
 
 
 def _unlink(path: Path | str) -> None:
@@ -198,35 +178,16 @@ def _unlink(path: Path | str) -> None:
 
 def write_h5(path: Path | str, meta_json: str, payload: bytes, sig: str | None,
              mode: int, format_version: int) -> None:
-    """Write an entry file atomically: attributes ``format``, ``meta`` (JSON text),
-    optional ``hmac``, and the ``payload`` bytes as a uint8 dataset.  Payloads up to
-    1 MiB are built in memory and written with one system call (~30% faster than
-    HDF5's many small writes); larger ones are written by HDF5 into the temp file."""
-    path = Path(path)
-    tmp = _tmp_name(path)
-    try:
-        if len(payload) <= _IMAGE_LIMIT:
-            atomic_write(path, _h5_image(meta_json, payload, sig, format_version), mode)
-            return
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
-        fid = h5f.create(os.fsencode(tmp), h5f.ACC_TRUNC, fapl=_fapl())
-        try:
-            if _CRASH_AT is not None:
-                h5f.flush(fid)
-                _crash_point(path, "mid_write")
-            _fill_h5(fid, meta_json, payload, sig, format_version)
-        finally:
-            fid.close()
-        _publish(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    """Write a format-1 entry file (one ``payload`` dataset): kept for ``xcache
+    migrate``'s tests and the compatibility tests only; see :func:`write_entry`."""
+    write_entry(path, [(b"payload", payload)], meta_json, sig, mode, format_version, None)
+
 
 
 def read_h5(path: Path | str, with_signature: bool) -> tuple[str, bytes, str | None]:
-    """``(meta_json, payload, hmac or None)`` of an entry file.  Raises
-    ``FileNotFoundError``, or :class:`CorruptEntryError` for anything that is not a
-    complete entry file (zero bytes, truncated, random bytes, missing fields)."""
+    """``(meta_json, payload, hmac or None)`` of a format-1 entry file (one ``payload``
+    dataset, read from disk by HDF5).  Raises ``FileNotFoundError``, or
+    :class:`CorruptEntryError` for anything that is not a complete entry file."""
     try:
         fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_fapl())
     except FileNotFoundError:
@@ -236,19 +197,237 @@ def read_h5(path: Path | str, with_signature: bool) -> tuple[str, bytes, str | N
             raise FileNotFoundError(str(path)) from e
         raise CorruptEntryError(f"{path}: not a readable HDF5 file ({e})") from e
     try:
-        meta_json = _read_attr(fid, b"meta").decode()
-        sig = None
-        if with_signature and h5a.exists(fid, b"hmac"):
-            sig = _read_attr(fid, b"hmac").decode()
-        did = h5d.open(fid, b"payload")
-        buf = np.empty(did.shape[0], dtype=np.uint8)
-        if buf.size:
-            did.read(h5s.ALL, h5s.ALL, buf)
-        return meta_json, buf.tobytes(), sig
+        meta_json, datasets, sig = _read_open(fid, (b"payload",), with_signature)
+        return meta_json, datasets[b"payload"], sig
     except Exception as e:  # missing fields, wrong types
         raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
     finally:
         fid.close()
+
+
+# ---------------------------------------------------------------------- format 2
+#: a format-2 file starts with a user block HDF5 ignores: a header line, then the
+#: listing summary as JSON -- xcache ls reads it with one small read, no HDF5
+SUMMARY_MAGIC = b"#xcache-entry 2 "
+USERBLOCK_MIN = 512
+
+
+def summary_block(summary: dict[str, Any] | None) -> bytes:
+    """The user block: ``#xcache-entry 2 <json bytes>\n<json>\n``, padded with
+    spaces to a power of two >= 512 (HDF5's rule for user blocks)."""
+    body = json.dumps(summary or {}, default=str, separators=(",", ":")).encode()
+    head = SUMMARY_MAGIC + str(len(body)).encode() + b"\n"
+    size = USERBLOCK_MIN
+    while size < len(head) + len(body) + 1:
+        size *= 2
+    return (head + body + b"\n").ljust(size, b" ")
+
+
+@functools.lru_cache(maxsize=8)
+def _fcpl(userblock: int) -> h5p.PropFCID:
+    fcpl = h5p.create(h5p.FILE_CREATE)
+    fcpl.set_userblock(userblock)
+    return fcpl
+
+
+def _fill(fid: Any, datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
+          format_version: int) -> None:
+    _write_attr(fid, FORMAT_ATTR, np.int64(format_version))
+    _write_attr(fid, b"meta", np.bytes_(meta_json.encode()))
+    if sig is not None:
+        _write_attr(fid, b"hmac", np.bytes_(sig.encode()))
+    for name, payload in datasets:
+        data = np.frombuffer(payload, dtype=np.uint8)
+        did = h5d.create(fid, name, h5t.NATIVE_UINT8, h5s.create_simple((data.size,)))
+        if data.size:
+            did.write(h5s.ALL, h5s.ALL, data)
+        did.close()
+
+
+def write_entry(path: Path | str, datasets: list[tuple[bytes, bytes]], meta_json: str,
+                sig: str | None, mode: int, format_version: int,
+                summary: dict[str, Any] | None, label: str | None = None) -> None:
+    """Write an entry file atomically: ``datasets`` (name, bytes) as uint8 datasets,
+    attributes ``format``, ``meta`` (JSON text), optional ``hmac``; with a
+    ``summary``, a user block holding it (format 2).  Up to 1 MiB of payload the
+    file is built in memory and written with one system call (~30% faster than
+    HDF5's many small writes); larger ones are written by HDF5 into the temp file.
+    ``label`` names the crash points (default: the file's name)."""
+    path = Path(path)
+    block = summary_block(summary) if summary is not None else b""
+    if sum(len(p) for _, p in datasets) <= _IMAGE_LIMIT:
+        atomic_write(path, block + _image(datasets, meta_json, sig, format_version,
+                                          len(block)), mode, label)
+        return
+    tmp = _tmp_name(path)
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        fcpl = _fcpl(len(block)) if block else h5p.create(h5p.FILE_CREATE)
+        fid = h5f.create(os.fsencode(tmp), h5f.ACC_TRUNC, fcpl=fcpl, fapl=_fapl())
+        try:
+            if _CRASH_AT is not None:
+                h5f.flush(fid)
+                _crash_point(path, "mid_write", label)
+            _fill(fid, datasets, meta_json, sig, format_version)
+        finally:
+            fid.close()
+        if block:
+            fd = os.open(tmp, os.O_WRONLY)
+            try:
+                os.pwrite(fd, block, 0)
+            finally:
+                os.close(fd)
+        _publish(tmp, path, label)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _image(datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
+           format_version: int, userblock: int) -> bytes:
+    """The HDF5 file in memory (without the user block: HDF5 leaves it out of the
+    image, and its addresses count from the end of it)."""
+    name = f"xcache-mem-{os.getpid()}-{next(_image_counter)}".encode()
+    fcpl = _fcpl(userblock) if userblock else h5p.create(h5p.FILE_CREATE)
+    fid = h5f.create(name, h5f.ACC_TRUNC, fcpl=fcpl, fapl=_fapl(core=True))
+    try:
+        _fill(fid, datasets, meta_json, sig, format_version)
+        h5f.flush(fid)
+        return bytes(fid.get_file_image())
+    finally:
+        fid.close()
+
+
+#: entry files up to this size are read whole and parsed in memory (one open)
+READ_WHOLE = 4 << 20
+
+
+def read_bytes(path: str, limit: int | None = None) -> bytes | None:
+    """The whole file, with one ``open`` and no ``stat`` (one metadata operation on a
+    metadata server); ``FileNotFoundError`` if it is not there.  With ``limit``:
+    None when the file is larger (the caller lets HDF5 read only what it needs)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if limit is not None and total > limit:
+                return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def read_entry_file(path: str, names: tuple[bytes, ...], with_signature: bool
+                    ) -> tuple[str, dict[bytes, bytes], str | None]:
+    """:func:`read_entry` of a file: read whole and parsed in memory up to
+    :data:`READ_WHOLE` (one open), larger files through HDF5 on disk, which reads
+    only the datasets asked for (a hit does not read a big call's arguments)."""
+    data = read_bytes(path, READ_WHOLE)
+    if data is not None:
+        return read_entry(data, names, with_signature, path)
+    try:
+        fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY, fapl=_fapl())
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        if not os.path.exists(path):
+            raise FileNotFoundError(path) from e
+        raise CorruptEntryError(f"{path}: not a readable HDF5 file ({e})") from e
+    try:
+        return _read_open(fid, names, with_signature)
+    except Exception as e:
+        raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
+    finally:
+        fid.close()
+
+
+def userblock_size(data: bytes) -> int:
+    """Where the HDF5 part of a file starts: 0, or after a format-2 user block."""
+    if not data.startswith(SUMMARY_MAGIC):
+        return 0
+    size = USERBLOCK_MIN
+    while size < len(data) and data[size:size + 8] != _HDF5_SIGNATURE:
+        size *= 2
+    return size
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def read_entry(data: bytes, names: tuple[bytes, ...], with_signature: bool, where: str
+               ) -> tuple[str, dict[bytes, bytes], str | None]:
+    """``(meta_json, {dataset: bytes}, hmac or None)`` of an entry file held in
+    memory (:func:`read_bytes`), through HDF5's in-memory driver: no further
+    metadata operation on the file system.  Datasets of ``names`` that the file
+    lacks are left out.  :class:`CorruptEntryError` (naming ``where``) for anything
+    that is not a complete entry file."""
+    skip = userblock_size(data)
+    if len(data) <= skip + 8 or data[skip:skip + 8] != _HDF5_SIGNATURE:
+        raise CorruptEntryError(f"{where}: not a readable HDF5 file "
+                                f"({len(data)} bytes, no HDF5 signature)")
+    fapl = _fapl(core=True).copy()
+    fapl.set_file_image(data[skip:])
+    try:
+        fid = h5f.open(b"/dev/null/xcache-image", h5f.ACC_RDONLY, fapl=fapl)
+    except Exception as e:
+        raise CorruptEntryError(f"{where}: not a readable HDF5 file ({e})") from e
+    try:
+        return _read_open(fid, names, with_signature)
+    except Exception as e:  # missing fields, wrong types
+        raise CorruptEntryError(f"{where}: incomplete entry file ({e})") from e
+    finally:
+        fid.close()
+
+
+def _read_open(fid: Any, names: tuple[bytes, ...], with_signature: bool
+               ) -> tuple[str, dict[bytes, bytes], str | None]:
+    meta_json = _read_attr(fid, b"meta").decode()
+    sig = None
+    if with_signature and h5a.exists(fid, b"hmac"):
+        sig = _read_attr(fid, b"hmac").decode()
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        try:
+            did = h5d.open(fid, name)
+        except KeyError:
+            continue
+        buf = np.empty(did.shape[0], dtype=np.uint8)
+        if buf.size:
+            did.read(h5s.ALL, h5s.ALL, buf)
+        out[name] = buf.tobytes()
+    return meta_json, out, sig
+
+
+def read_summary(path: str) -> dict[str, Any] | None:
+    """The listing summary in a format-2 file's user block (one open, one read):
+    None when the file is missing, not format 2, or the summary is unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 4096)
+        if not head.startswith(SUMMARY_MAGIC):
+            return None
+        line, _, rest = head.partition(b"\n")
+        length = int(line[len(SUMMARY_MAGIC):])
+        while len(rest) < length:
+            more = os.read(fd, length - len(rest))
+            if not more:
+                return None
+            rest += more
+        data = json.loads(rest[:length])
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------- fast listing

@@ -50,7 +50,7 @@ from .errors import (
 from .future import CacheFuture
 from .inbox import Inbox
 from .serialization import dumps_exception
-from .store import ERROR, RESULT, Store
+from .store import CLAIM, Store
 
 ATTACHED_CHECK_MIN, ATTACHED_CHECK_MAX = 0.02, 0.5
 OWNER_CHECK_INTERVAL = 2.0
@@ -426,8 +426,7 @@ class Poller:
         if check_owner:
             self._next_owner_check = now + OWNER_CHECK_INTERVAL
         for task in attached:
-            names = self.store.names(task.key) or set()
-            if RESULT in names or ERROR in names:
+            if self.store.finished(task.key):
                 self._finish(task, None)
                 progressed = True
             elif check_owner:
@@ -551,8 +550,10 @@ class Poller:
             meta.update(reason=reason, state=state, backend=self.backend.name,
                         job_id=task.job_id, finished=time.time())
             try:
-                if self.store.names(task.key) is not None:
-                    self.store.write_outcome(task.key, "failed", payload, meta)
+                if self.store.has(task.key, CLAIM):  # not if the entry was removed meanwhile
+                    self.store.write_outcome(task.key, "failed", payload, meta,
+                                             task=(task.payload, task.meta),
+                                             task_file=self.backend.worker_writes_task is False)
             except OSError:
                 pass
         self._resolve_exception(task, exc)

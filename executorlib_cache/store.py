@@ -1,24 +1,29 @@
-"""The cache directory *is* the database: one directory per entry.
+"""The cache directory *is* the database: a few files per entry, in 256 shards.
 
-Layout (format version 1, see ``docs/format.md``)::
+Layout (format version 2, specified in ``docs/format.md``)::
 
     <cache>/
-      <key>/                 one entry; the directory name is the key (empty = absent)
-        task.h5              payload: cloudpickle((fn, args, kwargs)); attrs meta/format/kind/hmac
-        task.json            the same human metadata, plain JSON (fast listing)
-        job.json             claim: which backend/driver runs it, scheduler job id
-        started.json         written by the runner when the function starts
-        result.h5            success: pickled return value   } exactly one of these
-        error.h5             failure: pickled exception       } means "finished"
-        outcome.json         summary of result/error (status, times, host, job id)
-      .locks/<key>.lock      claim locks (filelock; released by the kernel on death)
-      .drivers/<host>-<pid>  driver heartbeats (liveness across login nodes)
-      .trash/ .corrupt/      entries being removed / moved aside
+      .format                 {"format": 2, "v1_entries": bool}
+      .lock                   claim locks: one byte-range lock per stripe (4096)
+      <hh>/                   shard: first byte of blake2s(key), 256 directories
+        <enc>.h5              done: the call and its result (task + result datasets)
+        <enc>@failed.h5       failed: the call and its exception (task + error)
+        <enc>@claim           in flight: who runs it (JSON; gone once it finishes)
+        <enc>@task.h5         the call, for a runner in a batch job (gone once it finishes)
+      .jobs/<enc>/            a batch job's script and stdout/stderr
+      .drivers/ .used/        driver heartbeats; batched "last used" logs (LRU)
+      .trash/ .corrupt/       files being removed / moved aside
 
-Rules kept here: every file is written to a temp name in the same directory
-and ``os.replace``d, so a reader sees the old state or the new, never half;
-HDF5 files are written once, opened with ``locking=False``; nothing is
-unpickled to list or describe an entry.
+``<enc>`` is the key with ``%``, ``/``, ``@`` and a leading ``.`` percent-encoded.
+A finished entry is one file; the listing fields sit in its HDF5 user block (one
+small read, no HDF5, no unpickling).  Cost of a trivial local call on the cache
+file system (``bench/bench_metadata.py``): 5 namespace changes (claim: temp +
+rename; result: temp + rename; claim unlinked) and 4 lookups; a hit is one open.
+
+Rules kept here: every file is written to a temp name in its shard and
+``os.replace``d (a reader sees the old state or the new, never half); HDF5 files
+are written once; the check-write-record step of a claim holds the key's stripe
+lock (:class:`~.locks.StripeLock`); with a secret every file is signed.
 """
 
 from __future__ import annotations
@@ -37,30 +42,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
-from . import fileio
-from .errors import ClaimTimeoutError, CorruptEntryError, TamperedEntryError
-from .fileio import (
-    _unlink,
-    atomic_write,
-    read_h5,
-    write_h5,
+from . import fileio, legacy, usage
+from .errors import CorruptEntryError, TamperedEntryError
+from .fileio import _unlink, atomic_write, read_json_file
+from .locks import STRIPES, StripeLock, lock_file, stripe_lock
+from .naming import (
+    CLAIM,
+    CRASH_LABEL,
+    DONE,
+    FAILED,
+    SHARDS,
+    STATUSES,
+    SUFFIX,
+    TASK,
+    decode_key,
+    digest,
+    encode_key,
+    split_name,
+    status_of,
+    summary_of,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: seconds to wait for another process's claim of the same entry
 CLAIM_TIMEOUT = float(os.environ.get("XCACHE_CLAIM_TIMEOUT", "60"))
-
-TASK, RESULT, ERROR = "task.h5", "result.h5", "error.h5"
-TASK_JSON, JOB_JSON, STARTED_JSON, OUTCOME_JSON = (
-    "task.json",
-    "job.json",
-    "started.json",
-    "outcome.json",
-)
-#: every status an entry can have, as shown by ``xcache ls``
-STATUSES = ("pending", "queued", "running", "done", "failed", "lost", "corrupt", "tampered")
+#: re-exported: the names of a cache live in ``naming.py``
+__all__ = ["CLAIM", "DONE", "FAILED", "FORMAT_VERSION", "STATUSES", "TASK", "Outcome",
+           "Store", "decode_key", "encode_key", "split_name", "status_of", "summary_of"]
 
 
 def _secret_from_env() -> bytes | None:
@@ -76,35 +84,10 @@ def _secret_from_env() -> bytes | None:
     return None
 
 
-class ClaimLock:
-    """The per-entry claim lock: a FileLock whose timeout is a clear error.
-
-    Also the ``claim:held`` crash point (only with ``XCACHE_CRASH_AT``).
-    """
-
-    def __init__(self, lock: FileLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> ClaimLock:
-        try:
-            self.lock.acquire()
-        except Timeout as e:
-            raise ClaimTimeoutError(
-                f"{self.lock.lock_file} has been held by another process for more than "
-                f"{self.lock.timeout:.0f} s: a live driver is stuck inside its claim of "
-                "this entry (a dead one would have released it)"
-            ) from e
-        if fileio._CRASH_AT is not None:
-            fileio._crash_point("claim", "held")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-
-
 @dataclass
 class Outcome:
-    """A finished entry: ``status`` is ``"done"`` or ``"failed"``."""
+    """A finished entry: ``status`` is ``"done"`` or ``"failed"``; ``payload`` the
+    pickled value or exception; ``meta`` its metadata (``meta["task"]``: the call's)."""
 
     status: str
     payload: bytes
@@ -117,6 +100,8 @@ class Store:
     ``mode``/``file_mode`` default to 0700/0600 (env ``XCACHE_DIR_MODE`` /
     ``XCACHE_FILE_MODE`` as octal strings override); ``secret`` (or env
     ``XCACHE_SECRET``/``XCACHE_SECRET_FILE``) signs every file with an HMAC.
+    ``create=True`` makes the directory (:meth:`prepare`), ``False`` requires it
+    (``FileNotFoundError``), ``None`` leaves it to the caller.
     """
 
     def __init__(
@@ -139,6 +124,8 @@ class Store:
         if isinstance(secret, str):
             secret = secret.encode()
         self.secret: bytes | None = secret if secret is not None else _secret_from_env()
+        self._v1: bool | None = None  # format-1 entries to read? (from .format, lazily)
+        self._lockfile: Any = None
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"cache directory {self.root} exists and is not a directory")
         if create:
@@ -148,17 +135,27 @@ class Store:
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
-        """Create the cache directory and its subdirectories (``create=True`` does this
-        at construction; ``create=None`` leaves it to the caller, so that a refused
-        configuration leaves nothing behind).  Raises ``PermissionError`` when the
-        directory cannot be created or written."""
+        """Create the cache directory, its shards and ``.format`` (``create=True`` does
+        this at construction; ``create=None`` leaves it to the caller, so that a refused
+        configuration leaves nothing behind).  A cache of format-1 entries is
+        recorded as such (they are read as hits until ``xcache migrate``).  Raises
+        ``PermissionError`` when the directory cannot be created or written."""
         try:
             self.root.mkdir(mode=self.dir_mode, parents=True, exist_ok=True)
-            for sub in (".locks", ".drivers", ".trash", ".corrupt", ".tmp"):
-                (self.root / sub).mkdir(mode=self.dir_mode, exist_ok=True)
+            info = self.format_info()
+            if info is None:
+                info = {"format": FORMAT_VERSION,
+                        "v1_entries": bool(legacy.v1_entry_names(self._root))}
+                legacy.move_shard_named(self._root)  # a format-1 entry in a shard's place
+                self._create_dirs()
+                atomic_write(f"{self._root}/.format", json.dumps(info).encode() + b"\n",
+                             self.file_mode)
+            elif not os.path.isdir(f"{self._root}/ff"):
+                self._create_dirs()
+            self._v1 = bool(info.get("v1_entries"))
         except OSError as e:
             raise PermissionError(
-                f"cache directory {self.root} cannot be created: {e.strerror}"
+                f"cache directory {self.root} cannot be created: {e.strerror or e}"
             ) from e
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise PermissionError(f"cache directory {self.root} is not writable")
@@ -171,254 +168,436 @@ class Store:
                 "XCACHE_SECRET to sign entries)",
                 stacklevel=3,
             )
+        if self._v1:
+            legacy.warn_once(self._root)
+
+    def _create_dirs(self) -> None:
+        for sub in (*SHARDS, ".jobs", ".drivers", ".used", ".trash", ".corrupt"):
+            try:
+                os.mkdir(f"{self._root}/{sub}", self.dir_mode)
+            except FileExistsError:
+                pass
+        # through the lock registry: opening and closing it here would drop this
+        # process's locks on it
+        self._lockfile = lock_file(f"{self._root}/.lock", self.file_mode, revalidate=True)
+
+    def format_info(self) -> dict[str, Any] | None:
+        """``.format`` of this cache, or None (a new directory, or a format-1 cache)."""
+        info = read_json_file(f"{self._root}/.format")
+        if info is not None and isinstance(info.get("format"), int) \
+                and info["format"] > FORMAT_VERSION:
+            raise CorruptEntryError(f"{self.root} is a cache of format {info['format']}; "
+                                    f"this version of executorlib_cache reads <= "
+                                    f"{FORMAT_VERSION} (upgrade it)")
+        return info
+
+    @property
+    def has_v1_entries(self) -> bool:
+        """The cache may hold format-1 entry directories (read as hits; ``xcache
+        migrate`` converts them)."""
+        if self._v1 is None:
+            info = self.format_info()
+            self._v1 = bool(info.get("v1_entries")) if info is not None \
+                else bool(legacy.v1_entry_names(self._root))
+        return self._v1
+
+    def set_v1_entries(self, value: bool) -> None:
+        """Record in ``.format`` whether format-1 entries are left (``xcache migrate``)."""
+        atomic_write(f"{self._root}/.format", json.dumps(
+            {"format": FORMAT_VERSION, "v1_entries": value}).encode() + b"\n", self.file_mode)
+        self._v1 = value
 
     # ------------------------------------------------------------------ paths
-    def entry_dir(self, key: str) -> Path:
-        """``<cache>/<key>``: the directory of an entry."""
-        return self.root / key
+    def shard_of(self, key: str) -> str:
+        """``<cache>/<hh>``: the shard directory of a key."""
+        return f"{self._root}/{digest(key)[0]:02x}"
 
-    def path(self, key: str, name: str) -> Path:
-        """``<cache>/<key>/<name>``: one file of an entry."""
-        return self.root / key / name
+    def path_of(self, key: str, kind: str) -> str:
+        """``<cache>/<hh>/<enc><suffix>``: the file of one ``kind`` (``done``,
+        ``failed``, ``claim``, ``task``) of an entry."""
+        return f"{self._root}/{digest(key)[0]:02x}/{encode_key(key)}{SUFFIX[kind]}"
 
-    def claim(self, key: str, timeout: float | None = None) -> ClaimLock:
-        """The per-entry lock around check-write-submit-record.
+    def job_dir(self, key: str) -> str:
+        """``<cache>/.jobs/<enc>``: a batch job's script and stdout/stderr."""
+        return f"{self._root}/.jobs/{encode_key(key)}"
 
-        flock-based: a holder that dies releases it (no stale locks); waiting is
-        bounded by ``timeout`` (default ``XCACHE_CLAIM_TIMEOUT`` or 60 s), then a
-        ``TimeoutError`` says so.
-        """
-        lock = FileLock(f"{self._root}/.locks/{key}.lock",
-                        timeout=CLAIM_TIMEOUT if timeout is None else timeout,
-                        mode=self.file_mode)
-        return ClaimLock(lock)
-
-    # ------------------------------------------------------------------ writing
-    def _write_bytes(self, path: Path | str, data: bytes) -> None:
-        atomic_write(path, data, self.file_mode)
-
-    def write_json(self, key: str, name: str, obj: dict[str, Any]) -> None:
-        """Write a small JSON file of an entry atomically, with the store's file mode."""
-        self._write_bytes(self.path(key, name), json.dumps(obj, default=str).encode())
-
-    def _sign(self, kind: str, meta_json: str, payload: bytes) -> str:
-        assert self.secret is not None
-        h = hmac_mod.new(self.secret, digestmod=hashlib.sha256)
-        for part in (kind.encode(), b"\0", meta_json.encode(), b"\0", payload):
-            h.update(part)
-        return h.hexdigest()
-
-    def _write_h5(self, path: Path, kind: str, payload: bytes, meta: dict[str, Any]) -> None:
-        meta_json = json.dumps({**meta, "kind": kind}, default=str)
-        sig = self._sign(kind, meta_json, payload) if self.secret is not None else None
-        write_h5(path, meta_json, payload, sig, self.file_mode, FORMAT_VERSION)
-
-    def guard_entry_dir(self, key: str) -> None:
-        """An entry must be a real directory inside the cache.  A symlink (or a file) in
-        its place is moved aside with a warning, so nothing is written or deleted
-        through it, wherever it points."""
+    def tidy_job_dir(self, key: str) -> None:
+        """After a batch job's call is done: drop its script and empty log files, and
+        the directory if nothing is left (a log with something in it stays, for the
+        user to read; ``xcache rm``/``prune`` remove it with the entry)."""
+        base = self.job_dir(key)
         try:
-            st = os.lstat(f"{self._root}/{key}")
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
-            self.quarantine(key, f"the entry is {what}; it is not followed")
-
-    def make_entry_dir(self, key: str) -> None:
-        """The directory of an entry; on its own (no files) it reads as absent."""
-        try:
-            os.mkdir(self.entry_dir(key), self.dir_mode)
-        except FileExistsError:
+            with os.scandir(base) as it:
+                for d in it:
+                    try:
+                        if d.name == "run_queue.sh" or d.stat().st_size == 0:
+                            os.unlink(d.path)
+                    except OSError:
+                        pass
+            os.rmdir(base)
+        except OSError:
             pass
 
+    def claim(self, key: str, timeout: float | None = None) -> StripeLock:
+        """The lock around an entry's check-write-record step (:mod:`.locks`): one of
+        4096 byte-range locks in ``<cache>/.lock`` (released by the kernel when the
+        holder dies; re-entrant within a thread).  Waiting is bounded by ``timeout``
+        (default ``XCACHE_CLAIM_TIMEOUT`` or 60 s), then
+        :class:`~.errors.ClaimTimeoutError`."""
+        d = digest(key)
+        path = f"{self._root}/.lock"
+        if self._lockfile is None:  # once per Store: is it still the same file?
+            self._lockfile = lock_file(path, self.file_mode, revalidate=True)
+        return stripe_lock(self._lockfile, int.from_bytes(d[1:3], "big") % STRIPES,
+                           CLAIM_TIMEOUT if timeout is None else timeout, path)
+
+    # ------------------------------------------------------------------ claims
+    def read_claim(self, key: str) -> dict[str, Any] | None:
+        """The entry's claim record, or None (none, or unreadable: treated as none)."""
+        return read_json_file(self.path_of(key, CLAIM))
+
+    def write_claim(self, key: str, record: dict[str, Any]) -> None:
+        """Replace the claim record atomically (temp + rename in the shard)."""
+        self._write(self.path_of(key, CLAIM), CLAIM,
+                    json.dumps(record, default=str).encode())
+
+    def release_claim(self, key: str) -> None:
+        """Remove the claim (a call cancelled before it ran, or finished)."""
+        _unlink(self.path_of(key, CLAIM))
+
+    # ------------------------------------------------------------------ writing
+    def _write(self, path: str, kind: str, data: bytes) -> None:
+        try:
+            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind])
+        except FileNotFoundError:  # the shard is gone (removed by hand): make it again
+            os.makedirs(os.path.dirname(path), self.dir_mode, exist_ok=True)
+            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind])
+
+    def _sign(self, kind: str, meta_json: str, datasets: list[tuple[bytes, bytes]]) -> str:
+        assert self.secret is not None
+        h = hmac_mod.new(self.secret, digestmod=hashlib.sha256)
+        h.update(b"xcache-2\0" + kind.encode() + b"\0" + meta_json.encode())
+        for name, payload in datasets:
+            h.update(b"\0" + name + b"\0" + str(len(payload)).encode() + b"\0")
+            h.update(payload)
+        return h.hexdigest()
+
+    def _write_entry(self, key: str, kind: str, datasets: list[tuple[bytes, bytes]],
+                     meta: dict[str, Any]) -> None:
+        meta_json = json.dumps(meta, default=str)
+        sig = self._sign(kind, meta_json, _signed(kind, datasets)) \
+            if self.secret is not None else None
+        summary = summary_of(key, meta["status"], meta)
+        path = self.path_of(key, kind)
+        try:
+            fileio.write_entry(path, datasets, meta_json, sig, self.file_mode,
+                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind])
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), self.dir_mode, exist_ok=True)
+            fileio.write_entry(path, datasets, meta_json, sig, self.file_mode,
+                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind])
+
     def write_task(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
-        """task.h5 (the truth) then task.json (its readable summary)."""
-        meta = {**meta, "format": FORMAT_VERSION, "key": key}
-        self._write_h5(self.path(key, TASK), "task", payload, meta)
-        self._write_bytes(self.path(key, TASK_JSON), json.dumps(meta, default=str).encode())
+        """``<enc>@task.h5``: the call, for a runner that is not handed it (a batch job,
+        a pool worker, an MPI run).  Removed when the outcome is written."""
+        meta = {**meta, "kind": TASK, "status": "pending", "format": FORMAT_VERSION,
+                "key": key, "task_sha256": hashlib.sha256(payload).hexdigest()}
+        self._write_entry(key, TASK, [(b"task", payload)], meta)
 
-    def create_entry(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
-        """The entry directory and its task (``task.h5`` + ``task.json``)."""
-        self.make_entry_dir(key)
-        self.write_task(key, payload, meta)
-
-    def write_outcome(
-        self, key: str, status: str, payload: bytes, meta: dict[str, Any]
-    ) -> None:
-        """Record a finished call; the .h5 is the truth, outcome.json its summary."""
-        if status not in ("done", "failed"):
+    def write_outcome(self, key: str, status: str, payload: bytes, meta: dict[str, Any],
+                      task: tuple[bytes, dict[str, Any]] | None = None,
+                      task_file: bool = False) -> None:
+        """Record a finished call in one file, ``<enc>.h5`` (done) or
+        ``<enc>@failed.h5``, holding the call too: ``task`` as ``(payload, meta)``, or
+        else it is read from ``<enc>@task.h5``.  Then the transient files go (the
+        claim, under the lock; the task file when it was read here or ``task_file``
+        says the runner read it).  Raises ``ValueError``
+        for another status, and what reading the task file raises."""
+        if status not in (DONE, FAILED):
             raise ValueError(f"status must be 'done' or 'failed', not {status!r}")
-        meta = {**meta, "status": status, "key": key, "format": FORMAT_VERSION,
-                "size": len(payload)}
-        self._write_h5(self.path(key, RESULT if status == "done" else ERROR), status,
-                       payload, meta)
-        try:
-            self.write_json(key, OUTCOME_JSON, meta)
-        except OSError:
-            pass  # the summary is a convenience; the .h5 above is what counts
+        had_task_file = task is None or task_file
+        if task is None:
+            try:
+                task = self.read_task(key)
+            except (OSError, CorruptEntryError, TamperedEntryError) as e:
+                # the failure being recorded may be exactly this: keep it, say so
+                task = (b"", {"task_unreadable": f"{type(e).__name__}: {e}"})
+        task_payload, task_meta = task
+        task_meta = {k: v for k, v in task_meta.items()
+                     if k not in ("kind", "status", "format", "key", "task_sha256")}
+        meta = {**meta, "kind": status, "status": status, "key": key,
+                "format": FORMAT_VERSION, "size": len(payload), "task": task_meta,
+                "task_sha256": hashlib.sha256(task_payload).hexdigest()}
+        name = b"result" if status == DONE else b"error"
+        self._write_entry(key, status, [(b"task", task_payload), (name, payload)], meta)
+        with self.claim(key):  # a driver's late claim update (job id) waits, then sees it
+            self.release_claim(key)  # finished and writes nothing
+        if had_task_file:
+            _unlink(self.path_of(key, TASK))
+        # an older failure was removed when this attempt was claimed (done wins over a
+        # failure a crash left behind, and ``remove`` takes both)
 
-    def reset_for_retry(self, key: str) -> None:
-        """Forget a failed/lost attempt; error.h5 goes last so a crash leaves 'failed'.
-
-        Temp files a killed writer left behind (``.<name>.<host>-<pid>-<rand>.tmp``)
-        go too: nobody holds this claim any more, so nobody is writing them.
-        """
-        try:
-            with os.scandir(self.entry_dir(key)) as it:
-                stale = [e.path for e in it if e.name[0] == "." and e.name.endswith(".tmp")]
-        except OSError:
-            stale = []
-        for path in stale:
-            _unlink(path)
-        for name in (STARTED_JSON, JOB_JSON, OUTCOME_JSON, ERROR):
-            _unlink(self.path(key, name))
+    def reset_for_retry(self, key: str, keep_claim: bool = False) -> None:
+        """Forget a failed or lost attempt (under the claim lock): the claim (unless
+        ``keep_claim``: the new one is already written) and then the failure, so a
+        crash in between still reads ``failed``."""
+        if not keep_claim:
+            self.release_claim(key)
+        _unlink(self.path_of(key, FAILED))
 
     # ------------------------------------------------------------------ reading
-    def read_json(self, key: str, name: str) -> dict[str, Any] | None:
-        """A JSON file of an entry as a dict; None when missing, unreadable or not an object."""
-        try:
-            with open(self.path(key, name), "rb") as f:
-                data = json.loads(f.read())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    def _read_h5(self, path: Path | str, kind: str | tuple[str, ...], key: str | None = None
-                 ) -> tuple[bytes, dict[str, Any]]:
-        meta_json, payload, sig = read_h5(path, with_signature=self.secret is not None)
+    def _check(self, path: str, data_meta: tuple[str, dict[bytes, bytes], str | None],
+               kind: str, key: str) -> tuple[dict[bytes, bytes], dict[str, Any]]:
+        meta_json, datasets, sig = data_meta
         try:
             meta = json.loads(meta_json)
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
         except ValueError as e:
             raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
-        kinds = (kind,) if isinstance(kind, str) else kind
         fmt = meta.get("format")
-        if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-            raise CorruptEntryError(
-                f"{path}: written by format version {fmt!r}; this version reads "
-                f"<= {FORMAT_VERSION}"
-            )
-        file_kind = meta.get("kind")
-        if file_kind not in kinds:
-            raise CorruptEntryError(f"{path}: kind {file_kind!r}, expected {kinds}")
-        if self.secret is not None and (
-            sig is None
-            or not hmac_mod.compare_digest(sig, self._sign(file_kind, meta_json, payload))
-        ):
+        if not isinstance(fmt, int) or fmt != FORMAT_VERSION:
+            raise CorruptEntryError(f"{path}: written by format version {fmt!r}; this "
+                                    f"version reads {FORMAT_VERSION} here")
+        if meta.get("kind") != kind:
+            raise CorruptEntryError(f"{path}: kind {meta.get('kind')!r}, expected {kind!r}")
+        if self.secret is not None and (sig is None or not hmac_mod.compare_digest(
+                sig, self._sign(kind, meta_json, _signed(kind, datasets)))):
             raise TamperedEntryError(
-                f"{path}: signature does not match XCACHE_SECRET; refusing to load it"
-            )
-        if key is not None and meta.get("key", key) != key:
+                f"{path}: signature does not match XCACHE_SECRET; refusing to load it")
+        if meta.get("key", key) != key:
             # a valid file of another entry copied here: with a secret that is a replay
-            # (the signature covers the key), without one a mix-up; never a result of this key
+            # (the signature covers the key), without one a mix-up; never this key's
             cls = TamperedEntryError if self.secret is not None else CorruptEntryError
             raise cls(f"{path}: belongs to entry {meta.get('key')!r}, not {key!r}")
-        return payload, meta
+        return datasets, meta
 
-    def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
-        """``(payload, meta)`` of ``task.h5``; raises ``FileNotFoundError``,
-        :class:`CorruptEntryError` or :class:`TamperedEntryError`.
-        """
-        return self._read_h5(self.path(key, TASK), "task", key)
-
-    def has_result(self, key: str) -> bool:
-        """``result.h5`` exists (one ``stat``; the cheapest cache-hit test)."""
-        return os.path.exists(f"{self._root}/{key}/{RESULT}")
-
-    def touch_result(self, key: str) -> None:
-        """Mark a result as used (mtime), so LRU pruning keeps what re-runs still read;
-        atime is unreliable on HPC file systems (noatime, relatime)."""
-        try:
-            os.utime(f"{self._root}/{key}/{RESULT}")
-        except OSError:
-            pass  # a read-only shared cache is fine to read from
+    def _read(self, key: str, kind: str, names: tuple[bytes, ...]
+              ) -> tuple[dict[bytes, bytes], dict[str, Any]]:
+        path = self.path_of(key, kind)
+        # one open for files up to 4 MiB; FileNotFoundError passes through
+        return self._check(path, fileio.read_entry_file(
+            path, names, self.secret is not None), kind, key)
 
     def read_outcome(self, key: str) -> Outcome | None:
-        """The finished state of an entry, or None if it has not finished."""
-        for name, status in ((RESULT, "done"), (ERROR, "failed")):
-            try:
-                # str paths: pathlib costs ~10 us a join, noticeable at 10,000 hits
-                payload, meta = self._read_h5(f"{self._root}/{key}/{name}", status, key)
-            except FileNotFoundError:
-                continue
-            return Outcome(status, payload, meta)
+        """The finished state of an entry, or None if it has not finished.  One open
+        for a hit (the file is read whole and parsed in memory).  Raises
+        :class:`CorruptEntryError` / :class:`TamperedEntryError` for a damaged file."""
+        try:
+            datasets, meta = self._read(key, DONE, (b"result",))
+            return Outcome(DONE, datasets[b"result"], meta)
+        except FileNotFoundError:
+            pass
+        try:
+            datasets, meta = self._read(key, FAILED, (b"error",))
+            return Outcome(FAILED, datasets[b"error"], meta)
+        except FileNotFoundError:
+            pass
+        if self.has_v1_entries:
+            old = legacy.read_outcome(self._root, self.secret, key)
+            return Outcome(*old) if old is not None else None
         return None
 
-    def names(self, key: str) -> set[str] | None:
-        """The files of an entry (None if there is no such entry)."""
+    def read_hit(self, key: str) -> Outcome | None:
+        """The result of a done entry, or None (one ``open``; a failure is not a hit)."""
         try:
-            return set(os.listdir(f"{self._root}/{key}"))
-        except (FileNotFoundError, NotADirectoryError):
+            datasets, meta = self._read(key, DONE, (b"result",))
+        except FileNotFoundError:
+            if self.has_v1_entries:
+                old = legacy.read_outcome(self._root, self.secret, key)
+                return Outcome(*old) if old is not None and old[0] == DONE else None
             return None
+        return Outcome(DONE, datasets[b"result"], meta)
 
-    def file_status(self, key: str, names: set[str] | None = None) -> str | None:
-        """Status from which files exist (no scheduler, no unpickling)."""
-        if names is None:
-            names = self.names(key)
-        if names is None:
+    def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
+        """``(payload, meta)`` of the call: from ``<enc>@task.h5``, else from the
+        finished file.  Raises ``FileNotFoundError``, :class:`CorruptEntryError` or
+        :class:`TamperedEntryError` (also when the payload's digest is wrong)."""
+        names = {TASK: (b"task",), DONE: (b"task", b"result"), FAILED: (b"task", b"error")}
+        for kind in (TASK, DONE, FAILED):
+            try:
+                datasets, meta = self._read(key, kind, names[kind])
+            except FileNotFoundError:
+                continue
+            payload = datasets.get(b"task")
+            path = self.path_of(key, kind)
+            if payload is None:
+                raise CorruptEntryError(f"{path}: has no task dataset")
+            if hashlib.sha256(payload).hexdigest() != meta.get("task_sha256"):
+                cls = TamperedEntryError if self.secret is not None else CorruptEntryError
+                raise cls(f"{path}: the call's bytes do not match their digest")
+            task_meta = meta.get("task") if kind != TASK else meta
+            return payload, dict(task_meta) if isinstance(task_meta, dict) else {}
+        if self.has_v1_entries:
+            return legacy.read_task(self._root, self.secret, key)
+        raise FileNotFoundError(f"{self.path_of(key, TASK)}: entry {key} has no task")
+
+    def summary(self, key: str, kind: str) -> dict[str, Any] | None:
+        """The listing fields of a finished or task file (its user block; one open,
+        one read, no HDF5), or None."""
+        return fileio.read_summary(self.path_of(key, kind))
+
+    def kinds(self, key: str) -> set[str]:
+        """Which files of the entry exist (one ``stat`` each; no listing)."""
+        out = set()
+        for kind in (DONE, FAILED, CLAIM, TASK):
+            if os.path.exists(self.path_of(key, kind)):
+                out.add(kind)
+        if not out and self.has_v1_entries:
+            return legacy.kinds(self._root, key)
+        return out
+
+    def file_status(self, key: str, kinds: set[str] | None = None) -> str | None:
+        """Status from which files exist (no scheduler, no unpickling): done >
+        failed > running (claim with a start) / queued (claim) > pending (task file
+        only) > None (absent).  Stops at the first file found."""
+        if kinds is None:
+            if os.path.exists(self.path_of(key, DONE)):
+                return DONE
+            if os.path.exists(self.path_of(key, FAILED)):
+                return FAILED
+            claim = self.read_claim(key)
+            if claim is not None:
+                return "running" if claim.get("started") else "queued"
+            if os.path.exists(self.path_of(key, CLAIM)):
+                return "queued"  # being replaced right now, or unreadable
+            if os.path.exists(self.path_of(key, TASK)):
+                return "pending"
+            if self.has_v1_entries:
+                return legacy.file_status(self._root, key)
             return None
-        if RESULT in names:
-            return "done"
-        if ERROR in names:
-            return "failed"
-        if STARTED_JSON in names:
-            return "running"
-        if JOB_JSON in names:
-            return "queued"  # claimed; a local worker writes task.h5 when it starts
-        if TASK in names:
-            return "pending"
-        return None  # an empty directory: creation was interrupted, nothing to see
+        return status_of(kinds, None)
+
+    def revalidate(self, key: str) -> None:
+        """Stat the key's shard: on NFS this refreshes a cached "no such file" for a
+        file another node just wrote (used while waiting for an upstream's result)."""
+        try:
+            os.stat(self.shard_of(key))
+        except OSError:
+            pass
+
+    def has(self, key: str, kind: str) -> bool:
+        """The entry's file of ``kind`` exists (one ``stat``)."""
+        return os.path.exists(self.path_of(key, kind))
+
+    def exists(self, key: str) -> bool:
+        """Some file of the entry exists."""
+        return bool(self.kinds(key))
+
+    def finished(self, key: str) -> str | None:
+        """``"done"``, ``"failed"`` or None, from two ``stat`` calls at most."""
+        if os.path.exists(self.path_of(key, DONE)):
+            return DONE
+        if os.path.exists(self.path_of(key, FAILED)):
+            return FAILED
+        if self.has_v1_entries:
+            st = legacy.file_status(self._root, key)
+            return st if st in (DONE, FAILED) else None
+        return None
+
+    def scan(self) -> Iterator[tuple[str, dict[str, os.DirEntry[str]]]]:
+        """Every entry as ``(key, {kind: DirEntry})``: one listing per shard (256),
+        grouped by key; temp files and strangers are skipped.  Format-1 entry
+        directories come last, as ``(key, {})``."""
+        shards = SHARDS if os.path.exists(f"{self._root}/.format") else ()
+        for shard in shards:
+            try:
+                it = os.scandir(f"{self._root}/{shard}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            found: dict[str, dict[str, os.DirEntry[str]]] = {}
+            with it:
+                for d in it:
+                    parsed = split_name(d.name)
+                    if parsed is not None:
+                        found.setdefault(parsed[0], {})[parsed[1]] = d
+            yield from found.items()
+        if self.has_v1_entries:
+            for name in legacy.v1_entry_names(self._root):
+                yield name, {}
 
     def keys(self) -> Iterator[str]:
-        """Every entry name of the cache (directories not starting with ``.``)."""
-        try:
-            it = os.scandir(self.root)
-        except FileNotFoundError:
-            return
-        with it:
-            for e in it:
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
-                    yield e.name
+        """Every key of the cache (:meth:`scan` order)."""
+        for key, _ in self.scan():
+            yield key
 
     # ------------------------------------------------------------------ removing
     def remove(self, key: str) -> bool:
-        """Atomically take an entry out of the cache (rename, then delete)."""
-        src = self.entry_dir(key)
-        dst = self.root / ".trash" / f"{key}.{os.getpid()}-{random.getrandbits(40):010x}"
+        """Take an entry out of the cache: each of its files is renamed into
+        ``.trash`` and deleted (finished file last, so a crash leaves it finished),
+        and its job directory goes too.  True if anything was there."""
+        found = False
+        for kind in (CLAIM, TASK, FAILED, DONE):
+            found = self._trash(self.path_of(key, kind)) or found
+        jobs = self.job_dir(key)
+        if os.path.isdir(jobs):
+            self._trash(jobs)
+        if self.has_v1_entries and legacy.entry_dir(self._root, key) is not None:
+            found = self._trash(f"{self._root}/{key}") or found
+        return found
+
+    def _trash(self, path: str) -> bool:
+        dst = f"{self._root}/.trash/{os.path.basename(path)}." \
+              f"{os.getpid()}-{random.getrandbits(40):010x}"
         try:
-            os.rename(src, dst)
+            os.rename(path, dst)
         except FileNotFoundError:
             return False
-        shutil.rmtree(dst, ignore_errors=True)
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst, ignore_errors=True)
+        else:
+            _unlink(dst)
         return True
 
-    def quarantine(self, key: str, reason: str) -> Path | None:
-        """Move a corrupt entry aside (kept for inspection) so it reads as a miss."""
-        dst = self.root / ".corrupt" / f"{key}.{int(time.time())}-{random.getrandbits(24):06x}"
-        try:
-            os.rename(self.entry_dir(key), dst)
-        except FileNotFoundError:
-            return None
-        warnings.warn(f"cache entry {key} is unreadable ({reason}); moved to {dst} and "
-                      "it will be recomputed", stacklevel=3)
-        return dst
+    def quarantine(self, key: str, reason: str, kind: str | None = None) -> str | None:
+        """Move a damaged file (``kind``, default: the finished one) aside into
+        ``.corrupt/`` (kept for inspection) so the entry reads as a miss; warns."""
+        kinds = (kind,) if kind else (DONE, FAILED)
+        for k in kinds:
+            src = self.path_of(key, k)
+            dst = f"{self._root}/.corrupt/{os.path.basename(src)}." \
+                  f"{int(time.time())}-{random.getrandbits(24):06x}"
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                continue
+            warnings.warn(f"cache entry {key} is unreadable ({reason}); moved to {dst} "
+                          "and it will be recomputed", stacklevel=3)
+            return dst
+        if self.has_v1_entries:
+            return legacy.quarantine(self._root, key, reason)
+        return None
 
     def entry_size(self, key: str) -> int:
         """Bytes of the entry's files (apparent size, not blocks)."""
         total = 0
-        try:
-            with os.scandir(self.entry_dir(key)) as it:
-                for e in it:
-                    try:
-                        total += e.stat(follow_symlinks=False).st_size
-                    except FileNotFoundError:
-                        pass
-        except FileNotFoundError:
-            return 0
+        for kind in (DONE, FAILED, CLAIM, TASK):
+            try:
+                total += os.stat(self.path_of(key, kind)).st_size
+            except FileNotFoundError:
+                pass
         return total
 
+    # ------------------------------------------------------------------ last use
+    def record_use(self, keys: list[str]) -> None:
+        """Log cache hits for LRU pruning (:func:`.usage.record_use`)."""
+        usage.record_use(self._root, keys, self.file_mode)
 
+    def last_used(self) -> dict[str, float]:
+        """{key: last hit time} from the usage logs (:func:`.usage.last_used`)."""
+        return usage.last_used(self._root)
+
+    def compact_usage(self) -> None:
+        """Merge the usage logs into one, dropping entries that are gone."""
+        usage.compact(self._root, self.exists, self.file_mode)
+
+
+def _signed(kind: str, datasets: list[tuple[bytes, bytes]] | dict[bytes, bytes]
+            ) -> list[tuple[bytes, bytes]]:
+    """The datasets an HMAC covers: a task file's call; a finished file's result or
+    error (its call is covered through ``task_sha256`` in the signed meta, so a hit
+    need not read the call's bytes)."""
+    items = list(datasets.items()) if isinstance(datasets, dict) else datasets
+    if kind == TASK:
+        return [(n, p) for n, p in items if n == b"task"]
+    return [(n, p) for n, p in items if n != b"task"]

@@ -55,3 +55,18 @@ def run_script(path: Path, *args: str, cwd: Path | None = None, timeout: float =
         raise AssertionError(f"{path.name} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
                              f"stderr:\n{proc.stderr}")
     return proc
+
+
+def entry_path(cache: Path | str, key: str, kind: str = "done") -> Path:
+    """The file of one ``kind`` of an entry (``done``, ``failed``, ``claim``,
+    ``task``), as the store names it (format 2: ``<cache>/<hh>/<key>[@kind]...``)."""
+    from executorlib_cache.store import Store
+
+    return Path(Store(cache, create=None).path_of(key, kind))
+
+
+def entry_exists(cache: Path | str, key: str) -> bool:
+    """Some file of the entry exists."""
+    from executorlib_cache.store import Store
+
+    return Store(cache, create=None).exists(key)

@@ -8,10 +8,10 @@ import os
 import pickle
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import entry_path
 
 from executorlib_cache import CacheFuture, SingleNodeExecutor
 from executorlib_cache.errors import RemoteTraceback, UpstreamFailedError
@@ -65,7 +65,7 @@ def test_results_for_plain_lambda_closure_and_rich_arguments(cache_dir):
         assert f5.result(timeout=30) == ["a", "b", "c"]
         assert f6.result(timeout=30) == 25.0
         assert f7.result(timeout=30) == {"k": [1, 2], "z": frozenset({1})}
-        assert f1.key.startswith("add-") and (cache_dir / f1.key / "result.h5").exists()
+        assert f1.key.startswith("add-") and entry_path(cache_dir, f1.key).exists()
 
 
 def test_map_preserves_order(cache_dir):
@@ -81,7 +81,7 @@ def test_function_exception_is_reraised_with_remote_traceback(cache_dir):
     cause = info.value.__cause__
     assert isinstance(cause, RemoteTraceback)
     assert "in fail" in cause.tb and "raise KeyError(msg)" in cause.tb
-    assert (cache_dir / fut.key / "error.h5").exists()
+    assert entry_path(cache_dir, fut.key, "failed").exists()
 
 
 def test_unpicklable_exception_still_reported(cache_dir):
@@ -182,8 +182,11 @@ def test_files_are_private_by_default(cache_dir):
         key = exe.submit(add, 1).key
         exe.submit(add, 1).result(timeout=30)
     assert cache_dir.stat().st_mode & 0o777 == 0o700
-    for f in (cache_dir / key).iterdir():
-        assert f.stat().st_mode & 0o777 == 0o600, f
+    done = entry_path(cache_dir, key)
+    assert done.parent.stat().st_mode & 0o777 == 0o700  # its shard
+    assert done.stat().st_mode & 0o777 == 0o600
+    for f in cache_dir.rglob("*"):  # shards, lock file, usage log: nothing more open
+        assert f.stat().st_mode & 0o077 == 0, f
 
 
 def test_threads_per_core_and_cwd(cache_dir, tmp_path):
@@ -311,7 +314,7 @@ def test_pickle_of_future_key_is_plain_string(cache_dir):
     with SingleNodeExecutor(cache_directory=cache_dir) as exe:
         fut = exe.submit(add, 1)
     assert pickle.loads(pickle.dumps(fut.key)) == fut.key
-    assert Path(cache_dir, fut.key).is_dir()
+    assert entry_path(cache_dir, fut.key).is_file()
 
 
 def test_cancelled_task_queued_in_a_busy_worker_never_runs(cache_dir, tmp_path):

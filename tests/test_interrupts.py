@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SLURM_WANTED
+from conftest import SLURM_WANTED, entry_path
 
 from executorlib_cache import SingleNodeExecutor
 from executorlib_cache.errors import UpstreamFailedError
@@ -338,7 +338,7 @@ def test_ctrl_c_during_shutdown_on_slurm(tmp_path: Path, workers: str) -> None:
     assert err.count("executorlib_cache: interrupted:") == 1 and "Traceback" not in err, err
     assert "slurm" in err
     keys = lines["KEYS"].split()
-    wait_for(lambda: all((tmp_path / "cache" / k / "result.h5").exists() for k in keys), 90,
+    wait_for(lambda: all(entry_path(tmp_path / "cache", k).exists() for k in keys), 90,
              "the jobs to finish without their driver")
     rerun = script(tmp_path, """
         import time

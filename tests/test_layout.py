@@ -24,13 +24,14 @@ LAYERS: list[set[str]] = [
     {"_version", "errors", "resources", "deps", "mpi", "options"},
     {"serialization", "fingerprint", "hashing", "schedulers.base", "schedulers.slurm",
      "schedulers.flux", "schedulers", "schedulers.commands"},
-    {"fileio"},
-    {"store", "liveness"},
+    {"fileio", "locks", "naming"},
+    {"store", "liveness", "legacy", "usage"},
     {"claims", "pool_queue"},
     {"compute", "compute.runner", "compute.worker", "compute.pool_worker"},
     {"future"},
     {"graph", "progress", "workflow"},
-    {"catalog", "catalog.select", "catalog.scanner", "catalog.report", "catalog.maintain"},
+    {"catalog", "catalog.select", "catalog.scanner", "catalog.report", "catalog.maintain",
+     "catalog.migrate"},
     {"backends", "backends.base", "backends.tracker", "backends.submission",
      "backends.local", "backends.cluster", "backends.workers", "backends.pool"},
     {"inbox"},
@@ -42,8 +43,9 @@ LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 #: what the compute side may import from the package (never backends/ or executors)
 COMPUTE_MAY_IMPORT = {"_version", "errors", "resources", "deps", "mpi", "serialization",
                       "schedulers", "schedulers.base", "schedulers.slurm", "schedulers.flux",
-                      "fileio", "store", "liveness", "claims", "pool_queue", "compute",
-                      "compute.runner"}
+                      "fileio", "locks", "naming", "store", "legacy", "usage", "liveness",
+                      "claims",
+                      "pool_queue", "compute", "compute.runner"}
 MAX_LINES = 600
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_script, write_script
+from conftest import entry_path, run_script, write_script
 
 from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
 
@@ -195,7 +195,7 @@ def test_corrupt_result_is_warned_moved_aside_and_recomputed(cache_dir):
         keys = [exe.submit(square, i).key for i in range(4)]
         exe.submit(square, 0).result(timeout=30)
     time.sleep(0.2)
-    result_files = [cache_dir / k / "result.h5" for k in keys]
+    result_files = [entry_path(cache_dir, k) for k in keys]
     result_files[0].write_bytes(b"")  # zero bytes
     result_files[1].write_bytes(os.urandom(600))  # random bytes
     data = result_files[2].read_bytes()

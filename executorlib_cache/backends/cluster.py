@@ -43,7 +43,7 @@ from typing import Any
 from .. import claims
 from ..errors import SchedulerError, SubmissionError
 from ..schedulers import JobStatus, Phase, commands
-from ..store import ERROR, RESULT, STARTED_JSON, Store
+from ..store import DONE, FAILED, Store
 from .base import Backend, Died, Event, Finished, Started, SubmitFailed, Task
 from .submission import Submitter, env_float, job_name, job_script, runner_argv, tail
 from .tracker import MAX_STATUS_FAILURES, STAT_MAX, STAT_MIN, Backoff, JobTracker, Poll
@@ -79,12 +79,11 @@ def grace_for(status: JobStatus | None) -> float:
     return GRACE_KILLED
 
 
-def finished_event(key: str, names: set[str]) -> Finished | None:
-    """A Finished event if the entry's files hold an outcome."""
-    if RESULT in names:
-        return Finished(key, "done")
-    if ERROR in names:
-        return Finished(key, "failed")
+def finished_event(store: Store, key: str) -> Finished | None:
+    """A Finished event if the entry's files hold an outcome (two stats at most)."""
+    status = store.finished(key)
+    if status in (DONE, FAILED):
+        return Finished(key, status)
     return None
 
 
@@ -229,7 +228,8 @@ class ClusterBackend(Backend):
     def _submit(self, task: Task, upstream_job_ids: list[str]) -> None:
         """Name in job.json, submit through pysqa, id in job.json (each atomic)."""
         key = task.key
-        entry = str(self.store.entry_dir(key))
+        entry = self.store.job_dir(key)  # the script, stdout and stderr of its job
+        os.makedirs(entry, self.store.dir_mode, exist_ok=True)
         out, err = os.path.join(entry, "job.out"), os.path.join(entry, "job.err")
         name = job_name(key, secrets.token_hex(4))
         old = {k: v for k, v in (claims.read_claim(self.store, key) or {}).items()
@@ -348,9 +348,10 @@ class ClusterBackend(Backend):
         changed = waiting = False
         for key, task in tasks.items():
             job = task.job if isinstance(task.job, Job) else None
-            names = self.store.names(key) or set()
-            done = finished_event(key, names)
+            done = finished_event(self.store, key)
             if done is not None:
+                if done.status == DONE:
+                    self.store.tidy_job_dir(key)
                 events.append(done)
                 finished.add(key)
                 changed = True
@@ -362,7 +363,8 @@ class ClusterBackend(Backend):
                     changed = True
                 else:
                     waiting = True
-            elif job is not None and STARTED_JSON in names and not job.started:
+            elif job is not None and not job.started and \
+                    (self.store.read_claim(key) or {}).get("started"):
                 job.started = True
                 events.append(Started(key))
                 changed = True

@@ -25,7 +25,6 @@ import zmq
 from ..errors import UnsupportedResourceError
 from ..mpi import mpiexec_path
 from ..resources import Resources
-from ..store import STARTED_JSON
 from .base import Backend, Died, Event, Finished, Requeue, Started, Task
 
 #: a worker that dies this many times in a row before saying "ready" means the
@@ -290,13 +289,16 @@ class LocalBackend(Backend):
         return events
 
     def _died(self, w: _Worker, key: str, rc: int) -> Event:
-        outcome = self.store.read_outcome(key) if self.store.names(key) else None
+        outcome = self.store.read_outcome(key)
         if outcome is not None:  # it wrote the result, then died before telling us
             return Finished(key, outcome.status, outcome.payload, outcome.meta)
         message = (f"worker process {w.proc.pid} {describe_exit(rc)} while running "
                    f"task {key}; the worker was replaced")
-        started = self.store.read_json(key, STARTED_JSON)
-        if key not in w.started and (not started or started.get("pid") != w.proc.pid):
+        # a worker runs its calls in the order it got them: the first it held may have
+        # begun even if its "started" was lost with the process; never run that twice
+        maybe_began = key in w.started or (not w.started and bool(w.keys)
+                                           and key == w.keys[0])
+        if not maybe_began:
             return Requeue(key, message)  # queued behind the task that died: never began
         return Died(key, f"worker process {w.proc.pid} {describe_exit(rc)} while running "
                          f"task {key}; the worker was replaced{died_hint(rc)}",

@@ -366,7 +366,7 @@ class PoolBackend(Backend):
                 continue
             if tk.name in queued and not tk.foreign:
                 continue  # still waiting for a worker: it cannot have a result
-            done = finished_event(key, self.store.names(key) or set())
+            done = finished_event(self.store, key)
             if done is not None:
                 tk.state = "done"
                 self._lost_since.pop(tk.name, None)
@@ -426,7 +426,7 @@ class PoolBackend(Backend):
                 why = (f"{w.describe(self.name)} ended {w.state} while running this task"
                        f"{f' ({reason})' if reason else ''}")
             for task in lost:
-                done = finished_event(task.key, self.store.names(task.key) or set())
+                done = finished_event(self.store, task.key)
                 if done is not None:
                     _ticket(task).state = "done"  # type: ignore[union-attr]
                     events.append(done)
@@ -460,7 +460,7 @@ class PoolBackend(Backend):
         tk.deaths.append(why)
         hint = ""
         with self.store.claim(key):
-            done = finished_event(key, self.store.names(key) or set())
+            done = finished_event(self.store, key)
             if done is not None:
                 tk.state = "done"
                 return [done]

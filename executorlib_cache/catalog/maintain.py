@@ -14,7 +14,7 @@ from .. import claims, liveness, pool_queue
 from ..errors import CatalogError
 from ..fileio import HOST
 from ..schedulers import NAMES, commands
-from ..store import Store
+from ..store import FAILED, Store, status_of
 from .scanner import Entry, _view, scan
 from .select import (
     FINISHED,
@@ -132,10 +132,9 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
     for e in plan.remove:
         try:
             with store.claim(e.key, timeout=lock_timeout):
-                names = store.names(e.key)
-                if names is None:
+                now = store.file_status(e.key)
+                if now is None and not store.exists(e.key):
                     continue  # already gone
-                now = store.file_status(e.key, names)
                 if only_finished and now not in FINISHED:
                     notes.append(f"{e.key} became {now} meanwhile; kept")
                     continue
@@ -144,7 +143,7 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
                     continue
                 if store.remove(e.key):
                     removed.append(e.key)
-                elif store.names(e.key) is not None:
+                elif store.exists(e.key):
                     notes.append(f"cannot remove {e.key}: could not move it into "
                                  f"{store.root / '.trash'}")
         except OSError as err:
@@ -152,6 +151,7 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
         except Exception as err:  # filelock.Timeout
             notes.append(f"cannot remove {e.key}: {type(err).__name__} {err}".rstrip())
     _empty_trash(store)
+    _sweep(store)
     return removed, notes
 
 
@@ -168,6 +168,42 @@ def _empty_trash(store: Store, min_age: float = 3600.0) -> None:
         return
     for p in old:
         shutil.rmtree(p, ignore_errors=True)
+
+
+#: temp files older than this are a killed writer's (seconds)
+STALE_TEMP = 86400.0
+
+
+def _sweep(store: Store) -> None:
+    """Housekeeping after a removal: a killed writer's temp files in the shards
+    (older than a day), job directories of entries that are gone, and the usage
+    logs compacted into one."""
+    now = time.time()
+    root = str(store.root)
+    for shard in (f"{i:02x}" for i in range(256)):
+        try:
+            with os.scandir(f"{root}/{shard}") as it:
+                stale = [d.path for d in it if d.name.startswith(".")
+                         and now - d.stat(follow_symlinks=False).st_mtime > STALE_TEMP]
+        except OSError:
+            continue
+        for path in stale:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    try:
+        with os.scandir(f"{root}/.jobs") as it:
+            jobs = [d.name for d in it]
+    except OSError:
+        jobs = []
+    import shutil
+
+    from ..store import decode_key
+    for name in jobs:
+        if not store.exists(decode_key(name)):
+            shutil.rmtree(f"{root}/.jobs/{name}", ignore_errors=True)
+    store.compact_usage()
 
 
 def remove_entries(
@@ -213,9 +249,9 @@ def plan_prune(
     for ``max_age``, then more, oldest use first, until the cache (all entries,
     also in-flight ones) is at most ``max_size`` bytes.  "Used" is
     :attr:`Entry.last_used`: the later of the finish time and the mtime of
-    ``result.h5``/``error.h5`` (an executor may bump it with ``os.utime`` on a
-    cache hit; atime is not used: it is often off on HPC file systems and any
-    reader, including a backup, would refresh it).
+    last cache hit, from the usage logs executors append to ``.used/`` at shutdown
+    (atime is not used: it is often off on HPC file systems and any reader,
+    including a backup, would refresh it).
     """
     if max_size is None and max_age is None:
         raise CatalogError("give a maximum size, a maximum age, or both")
@@ -282,10 +318,14 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
         raise ValueError(f"backend must be one of {sorted(NAMES)} or None, got {backend!r}")
     store = Store(cache_directory, create=False)
     by_backend: dict[str, list[str]] = {}
-    for key in store.keys():
-        if store.file_status(key) not in ("queued", "running", "failed"):
+    for key, files in store.scan():
+        status = status_of(files, None)
+        if status == "failed":  # a future failed while its job may still run
+            job = store.summary(key, FAILED) or {}
+        elif status in ("queued", "running"):
+            job = claims.read_claim(store, key) or {}
+        else:
             continue
-        job = claims.read_claim(store, key) or {}
         name = job.get("backend")
         if name not in NAMES or (backend is not None and name != backend):
             continue
@@ -322,7 +362,7 @@ def terminate_task_in_cache(cache_directory: str | os.PathLike[str], cache_key: 
         raise ValueError(f"backend must be one of {sorted(NAMES)} or None, got {backend!r}")
     validate_cache_key(cache_key)
     store = Store(cache_directory, create=False)
-    if store.names(cache_key) is None:
+    if not store.exists(cache_key):
         raise FileNotFoundError(f"no entry {cache_key} in cache directory {store.root}")
     if store.file_status(cache_key) in FINISHED:
         return []

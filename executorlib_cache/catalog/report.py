@@ -12,8 +12,8 @@ from typing import Any
 from ..errors import CatalogError
 from ..graph import TaskGraph, graph_from_rows
 from ..serialization import load_outcome
-from ..store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, STATUSES, TASK_JSON, Store
-from .scanner import Entry, _outcome_meta, gc_paused, scan
+from ..store import CLAIM, DONE, FAILED, STATUSES, TASK, Store
+from .scanner import Entry, gc_paused, scan
 from .select import FINISHED, filter_entries, open_store, resolve_key
 
 
@@ -103,7 +103,8 @@ def describe(
 
     The ``.h5`` files are read (so ``corrupt``/``tampered`` are found) but not
     unpickled unless ``load=True`` (``result``/``error``, or ``load_error``).
-    Log files named in ``job.json`` are given with their last ``tail`` lines.
+    Log files (named in the claim, or kept in ``.jobs/<key>/``) are given with
+    their last ``tail`` lines.
     """
     store = open_store(cache_directory)
     key = resolve_key(store, key)
@@ -113,11 +114,21 @@ def describe(
                            "just removed")
     e = found[0]
     info: dict[str, Any] = e.row()
-    task = store.read_json(key, TASK_JSON) or {}
-    job = store.read_json(key, JOB_JSON) or {}
-    outcome = store.read_json(key, OUTCOME_JSON)
-    if outcome is None and e.status in FINISHED:
-        outcome = _outcome_meta(store, e) or {}
+    try:
+        task = store.read_task(key)[1]
+    except Exception:  # missing (a local call in flight) or unreadable (see problem)
+        task = {}
+    job = store.read_claim(key) or {}
+    outcome: dict[str, Any] | None = None
+    if e.status in FINISHED or e.status in ("corrupt", "tampered"):
+        try:
+            found_outcome = store.read_outcome(key)
+            outcome = found_outcome.meta if found_outcome is not None else None
+        except Exception:
+            outcome = None
+    outcome_meta = {k: v for k, v in (outcome or {}).items() if k != "task"}
+    files = [store.path_of(key, k) for k in (DONE, FAILED, CLAIM, TASK)
+             if store.has(key, k)]
     info.update(
         qualname=task.get("qualname"),
         args=task.get("args"),
@@ -129,25 +140,25 @@ def describe(
         version=task.get("version"),
         cloudpickle=task.get("cloudpickle"),
         payload_size=task.get("payload_size"),
-        result_size=(outcome or {}).get("size"),
-        traceback=(outcome or {}).get("traceback"),
+        result_size=outcome_meta.get("size"),
+        traceback=outcome_meta.get("traceback"),
         job=job,
         task=task,
-        started_info=store.read_json(key, STARTED_JSON),
-        outcome=outcome,
-        path=str(store.entry_dir(key)),
+        started_info=job.get("runner"),
+        outcome=outcome_meta or None,
+        path=files[0] if files else store.path_of(key, DONE),
+        files=files,
         disk_size=e.disk_size,
         logs={},
     )
-    workdir = job.get("working_directory")
-    for stream in ("stdout", "stderr"):
-        p = job.get(stream)
-        if not p:
-            continue
-        path = Path(str(p))
+    workdir = job.get("working_directory") or store.job_dir(key)
+    for stream, name in (("stdout", "job.out"), ("stderr", "job.err")):
+        p = job.get(stream) or outcome_meta.get(stream)
+        path = Path(str(p)) if p else Path(store.job_dir(key)) / name
         if not path.is_absolute() and workdir:
             path = Path(str(workdir)) / path
-        info["logs"][stream] = {"path": str(path), "tail": _tail(path, tail)}
+        if p or path.exists():
+            info["logs"][stream] = {"path": str(path), "tail": _tail(path, tail)}
     if load:
         info.update(_loaded(store, e))
     return info
@@ -203,12 +214,6 @@ def graph_from_cache(
     """
     store = open_store(cache_directory)
     entries = scan(store, check_scheduler=check_scheduler)
-    for e in entries:
-        if e.dependencies is None:  # no task.json yet (a local entry not yet run, or one
-            # failed upstream before reaching a worker): the claim lists them too
-            deps = (store.read_json(e.key, JOB_JSON) or {}).get("upstream_keys")
-            if isinstance(deps, list):
-                e.dependencies = [str(d) for d in deps]
     shown = filter_entries(entries, status=set(status) if status else None, function=function)
     keep = {e.key for e in shown}
     rows = [e.row() for e in shown]

@@ -1,7 +1,7 @@
-"""Reading entries for a listing: one directory listing and at most three small JSON
-files per entry (plain string paths: this runs 100,000 times), split over forked
-processes for large caches.  In-flight entries nobody can finish are marked
-``lost`` through the claim protocol (``claims.lost_reasons``)."""
+"""Reading entries for a listing: one listing per shard and one small read per entry
+(the user block of its finished file, or its claim), split over forked processes
+for large caches.  In-flight entries nobody can finish are marked ``lost`` through
+the claim protocol (``claims.lost_reasons``)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .. import claims
+from .. import claims, legacy
 from ..errors import CorruptEntryError, TamperedEntryError
-from ..fileio import read_json_file
-from ..store import (
-    ERROR,
-    JOB_JSON,
-    OUTCOME_JSON,
-    RESULT,
-    STARTED_JSON,
-    TASK,
-    TASK_JSON,
-    Store,
-)
+from ..fileio import read_json_file, read_summary
+from ..store import CLAIM, DONE, FAILED, TASK, Store, status_of
 from .select import FINISHED, IN_FLIGHT, open_store
 
 #: the fields of every dict returned by :func:`get_cache_data`, in this order
@@ -51,7 +42,6 @@ FIELDS = (
     "reason",
     "problem",
 )
-_SIGNED = (TASK, RESULT, ERROR)
 
 
 # ---------------------------------------------------------------- scanning
@@ -78,7 +68,7 @@ class Entry:
     problem: str | None = None
     # not in row(): bytes on disk and LRU time (``disk=True``), liveness, cancelling
     disk_size: int | None = None
-    mtime: float | None = None  #: mtime of result.h5/error.h5 (bumped on a cache hit)
+    mtime: float | None = None  #: last cache hit (usage logs in .used/; ``disk=True``)
     owner: dict[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
@@ -97,7 +87,7 @@ class Entry:
 
     @property
     def last_used(self) -> float:
-        """LRU time: the later of ``finished`` and the mtime of result/error.h5."""
+        """LRU time: the later of ``finished`` and the last cache hit."""
         used = max(self.finished or 0.0, self.mtime or 0.0)
         return used or self.submitted or 0.0
 
@@ -123,24 +113,35 @@ def _text(x: Any) -> str | None:
     return x if isinstance(x, str) else str(x)
 
 
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else None
+
+
+def _deps(x: Any) -> list[str] | None:
+    return [str(d) for d in x] if isinstance(x, list) else None
+
+
 _KEY_NAME = re.compile(r"(.+)-v\d+-[0-9a-f]{16,}")
+#: the files of an entry, as :meth:`Store.scan` gives them
+Files = dict[str, os.DirEntry[str]]
 
 
 class _Scanner:
-    """Reads entries of one store: a directory listing and at most three small
-    JSON files per entry (plain string paths: this runs 100,000 times)."""
+    """Reads entries of one store: at most two small reads per entry (plain string
+    paths: this runs 100,000 times)."""
 
     def __init__(self, store: Store, *, verify: bool = False, disk: bool = False) -> None:
         self.store = store
-        self.root = str(store.root) + os.sep
+        self.root = str(store.root)
         self.verify = verify
         self.disk = disk
+        self.used = store.last_used() if disk else {}
 
-    def entries(self, keys: Iterable[str]) -> list[Entry]:
+    def entries(self, items: Iterable[tuple[str, Files | None]]) -> list[Entry]:
         out = []
-        for key in keys:
+        for key, files in items:
             try:
-                e = self.entry(key)
+                e = self.entry(key, files)
             except Exception as err:  # never let one entry break a listing
                 e = Entry(key)
                 e.mark("corrupt", f"cannot be read: {type(err).__name__}: {err}")
@@ -148,156 +149,160 @@ class _Scanner:
                 out.append(e)
         return out
 
-    def _listing(self, e: Entry, base: str) -> set[str]:
-        if not self.disk:
-            return set(os.listdir(base))
-        names = set()
-        e.disk_size = 0
-        with os.scandir(base) as it:
-            for d in it:
-                names.add(d.name)
+    def files_of(self, key: str) -> Files | None:
+        """The entry's files, found by name (for a listing of given keys); None for
+        a format-1 entry."""
+        found: Files = {}
+        for kind in (DONE, FAILED, CLAIM, TASK):
+            path = self.store.path_of(key, kind)
+            if os.path.exists(path):
+                found[kind] = _Found(os.path.basename(path), path)  # type: ignore[assignment]
+        if not found and self.store.has_v1_entries and \
+                legacy.entry_dir(self.root, key) is not None:
+            return None
+        return found
+
+    def entry(self, key: str, files: Files | None = None) -> Entry | None:
+        """One entry, or None if it is not there (``files``: from :meth:`Store.scan`;
+        None: a format-1 entry directory)."""
+        if files is None and self.store.has_v1_entries and \
+                legacy.entry_dir(self.root, key) is not None:
+            return self._v1_entry(key)
+        if files is None:
+            files = self.files_of(key)
+            if files is None:
+                return self._v1_entry(key)
+        if not files:
+            return None
+        e = Entry(key)
+        if self.disk:
+            e.disk_size = 0
+            for kind, d in files.items():
                 try:
                     st = d.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 e.disk_size += st.st_size
-                if d.name in _SIGNED:
-                    if st.st_size == 0:
-                        e.problem = f"{d.name} is empty"
-                    elif d.name != TASK:
-                        e.mtime = st.st_mtime
-        return names
-
-    def entry(self, key: str) -> Entry | None:
-        """One entry, or None if it is not there (gone, or an empty directory)."""
-        e = Entry(key)
-        base = self.root + key
-        try:
-            names = self._listing(e, base)
-        except (FileNotFoundError, NotADirectoryError):
-            return None  # removed while we looked
-        except OSError as err:
-            e.mark("corrupt", f"entry directory unreadable: {err.strerror or err}")
-            return e
-        if not names:
-            return None  # an interrupted creation: the store reads it as absent
-        status = self.store.file_status(key, names)
-        if status is None and all(n.startswith(".") for n in names):
-            return None  # only a killed writer's temp file: the store reads it as absent
-        base += os.sep
-        task = read_json_file(base + TASK_JSON) if TASK_JSON in names else None
-        if task is not None:
-            e.function = _text(task.get("function"))
-            e.module = _text(task.get("module"))
-            e.submitted = _num(task.get("submitted"))
-            e.size = _int(task.get("payload_size"))
-            deps = task.get("dependencies")
-            if isinstance(deps, list):
-                e.dependencies = [str(d) for d in deps]
+                if st.st_size == 0 and kind != CLAIM:
+                    e.problem = f"{d.name} is empty"
+            e.mtime = self.used.get(key)
+        claim = None
+        if DONE not in files and FAILED not in files and CLAIM in files:
+            claim = read_json_file(files[CLAIM].path)
+            if claim is None and os.path.exists(files[CLAIM].path):
+                e.mark("corrupt", "its claim file is unreadable")
+                return e
+        status = status_of(files, claim)
+        if status is None:
+            return None
+        e.status = status
+        if status in FINISHED:
+            summary = read_summary(files[status].path)
+            if summary is None:  # no user block: ask the HDF5 file itself
+                summary = self._outcome_meta(e)
+            if summary is not None:
+                _take_summary(e, summary)
         else:
+            if TASK in files:
+                summary = read_summary(files[TASK].path)
+                if summary is not None:
+                    _take_summary(e, summary)
+            if claim is not None:
+                _take_claim(e, claim)
+        if e.function is None:
             m = _KEY_NAME.fullmatch(key)  # the executor's keys start with the name
             e.function = m.group(1) if m else None
-
-        if status in FINISHED:
-            e.status = status
-            out = read_json_file(base + OUTCOME_JSON) if OUTCOME_JSON in names else None
-            if out is None:  # a crash between writing the .h5 and its summary: ask the .h5
-                out = _outcome_meta(self.store, e)
-            if out is not None:
-                _take_outcome(e, out)
-        elif status in IN_FLIGHT:
-            e.status = status
-            job = read_json_file(base + JOB_JSON) if JOB_JSON in names else None
-            if job is not None:
-                e.backend = _text(job.get("backend"))
-                e.job_id = _text(job.get("job_id"))
-                e.submitted = e.submitted or _num(job.get("submitted"))
-                if task is None:  # a local worker writes task.json later: the claim has these
-                    e.function = _text(job.get("function")) or e.function
-                    deps = job.get("upstream_keys")
-                    if isinstance(deps, list):
-                        e.dependencies = [str(d) for d in deps]
-                owner = job.get("owner")
-                e.owner = owner if isinstance(owner, dict) else None
-            run = read_json_file(base + STARTED_JSON) if STARTED_JSON in names else None
-            if run is not None:
-                e.started = _num(run.get("started"))
-                e.runner_host = e.host = _text(run.get("host"))
-                pid = run.get("pid")
-                e.runner_pid = pid if isinstance(pid, int) and pid > 0 else None
-                e.job_id = e.job_id or _text(run.get("job_id"))
-        elif status == "pending":
-            e.status = status
-
-        problem = self._problem(e, status, names, task)
-        if problem is not None:
-            e.mark("corrupt", problem)
-        elif self.verify:
-            _verify(self.store, e)
+        if e.problem is not None and e.status not in ("corrupt", "tampered"):
+            e.mark("corrupt", e.problem)
+        elif self.verify and e.status not in ("corrupt", "tampered"):
+            _verify(self.store, e, files)
         return e
 
-    def _problem(self, e: Entry, status: str | None, names: set[str],
-                 task: dict[str, Any] | None) -> str | None:
-        """Why an entry is corrupt, from its listing (None: it is not)."""
-        if e.status == "corrupt" and e.problem:  # the .h5 outcome could not be read
-            return e.problem
+    def _outcome_meta(self, e: Entry) -> dict[str, Any] | None:
+        try:
+            outcome = self.store.read_outcome(e.key)
+        except TamperedEntryError as err:
+            e.mark("tampered", str(err))
+            return None
+        except CorruptEntryError as err:
+            e.mark("corrupt", str(err))
+            return None
+        except OSError as err:
+            e.mark("corrupt", f"cannot read the outcome: {err}")
+            return None
+        if outcome is None:
+            return None
+        from ..store import summary_of
+        return summary_of(e.key, outcome.status, outcome.meta)
+
+    def _v1_entry(self, key: str) -> Entry | None:
+        """A format-1 entry: its ``task.json`` and ``outcome.json`` (finished ones
+        only count: an unfinished format-1 entry is computed afresh)."""
+        base = legacy.entry_dir(self.root, key)
+        if base is None:
+            return None
+        e = Entry(key)
+        status = legacy.file_status(self.root, key)
         if status is None:
-            some = sorted(names)
-            more = f" and {len(some) - 3} more" if len(some) > 3 else ""
-            return f"no task, claim or outcome files (has {', '.join(some[:3])}{more})"
-        if TASK_JSON in names and task is None:
-            return "task.json is unreadable"
-        # a local worker writes task.h5/task.json only when it takes a queued entry,
-        # and a failure to write them is recorded as failed: those may lack them
-        if status in ("pending", "running", "done"):
-            if TASK not in names:
-                return "task.h5 is missing"
-            if TASK_JSON not in names:
-                return "task.json is missing"
-        if e.problem is not None:  # an empty .h5 (seen with disk=True)
-            return e.problem
-        return None
+            return None
+        e.status = status
+        task = read_json_file(f"{base}/task.json") or {}
+        out = read_json_file(f"{base}/outcome.json") or {}
+        _take_summary(e, {**task, **out, "function": task.get("function"),
+                          "size": (_int(task.get("payload_size")) or 0)
+                          + (_int(out.get("size")) or 0)})
+        if self.disk:
+            e.disk_size = sum(os.path.getsize(f"{base}/{n}") for n in os.listdir(base))
+            e.mtime = self.used.get(key)
+        if self.verify:
+            try:
+                legacy.read_outcome(self.root, self.store.secret, key)
+            except TamperedEntryError as err:
+                e.mark("tampered", str(err))
+            except CorruptEntryError as err:
+                e.mark("corrupt", str(err))
+        return e
 
 
-def _int(x: Any) -> int | None:
-    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else None
-
-
-def _take_outcome(e: Entry, out: dict[str, Any]) -> None:
-    e.started = _num(out.get("started")) or e.started
-    e.finished = _num(out.get("finished"))
-    e.runtime = _num(out.get("runtime"))
-    e.host = _text(out.get("host")) or e.host
-    e.job_id = _text(out.get("job_id")) or e.job_id
-    e.backend = _text(out.get("backend")) or e.backend
-    size = _int(out.get("size"))
-    if size is not None:
-        e.size = (e.size or 0) + size
+def _take_summary(e: Entry, s: dict[str, Any]) -> None:
+    e.function = _text(s.get("function")) or e.function
+    e.module = _text(s.get("module")) or e.module
+    e.submitted = _num(s.get("submitted")) or e.submitted
+    e.dependencies = _deps(s.get("dependencies")) or e.dependencies
+    e.size = _int(s.get("size")) if s.get("size") is not None else e.size
+    e.started = _num(s.get("started")) or e.started
+    e.finished = _num(s.get("finished"))
+    e.runtime = _num(s.get("runtime"))
+    e.host = _text(s.get("host")) or e.host
+    e.job_id = _text(s.get("job_id")) or e.job_id
+    e.backend = _text(s.get("backend")) or e.backend
     if e.status == "failed":
-        e.error_type = _text(out.get("error_type"))
-        e.error_message = _text(out.get("error_message"))
-        e.reason = _text(out.get("reason"))
+        e.error_type = _text(s.get("error_type"))
+        e.error_message = _text(s.get("error_message"))
+        e.reason = _text(s.get("reason"))
 
 
-def _outcome_meta(store: Store, e: Entry) -> dict[str, Any] | None:
-    try:
-        outcome = store.read_outcome(e.key)
-    except TamperedEntryError as err:
-        e.mark("tampered", str(err))
-        return None
-    except CorruptEntryError as err:
-        e.mark("corrupt", str(err))
-        return None
-    except OSError as err:
-        e.mark("corrupt", f"cannot read the outcome: {err}")
-        return None
-    return outcome.meta if outcome is not None else None
+def _take_claim(e: Entry, job: dict[str, Any]) -> None:
+    e.backend = _text(job.get("backend"))
+    e.job_id = _text(job.get("job_id"))
+    e.submitted = e.submitted or _num(job.get("submitted"))
+    e.function = e.function or _text(job.get("function"))
+    e.dependencies = e.dependencies or _deps(job.get("upstream_keys"))
+    owner = job.get("owner")
+    e.owner = owner if isinstance(owner, dict) else None
+    e.started = _num(job.get("started"))
+    run = job.get("runner")
+    if isinstance(run, dict):
+        e.runner_host = e.host = _text(run.get("host"))
+        pid = run.get("pid")
+        e.runner_pid = pid if isinstance(pid, int) and pid > 0 else None
+        e.job_id = e.job_id or _text(run.get("job_id"))
 
 
-def _verify(store: Store, e: Entry) -> None:
+def _verify(store: Store, e: Entry, files: Files) -> None:
     """Read the .h5 files through the Store: unreadable -> corrupt, bad HMAC -> tampered."""
     try:
-        if e.status != "queued" or os.path.exists(store.path(e.key, TASK)):
+        if TASK in files or e.status in FINISHED:
             store.read_task(e.key)
         if e.status in FINISHED:
             store.read_outcome(e.key)
@@ -305,9 +310,8 @@ def _verify(store: Store, e: Entry) -> None:
         e.mark("tampered", str(err))
     except CorruptEntryError as err:
         e.mark("corrupt", str(err))
-    except FileNotFoundError as err:
-        if e.status != "failed":  # a failed task.h5 write is recorded as failed
-            e.mark("corrupt", f"{os.path.basename(str(err))} is missing")
+    except FileNotFoundError:
+        pass  # finished or removed meanwhile
     except OSError as err:
         e.mark("corrupt", f"unreadable: {err}")
 
@@ -316,13 +320,14 @@ def _verify(store: Store, e: Entry) -> None:
 _FORK_SCANNER: _Scanner | None = None
 
 
-def _forked_scan(keys: list[str]) -> list[tuple[Any, ...]]:
+def _forked_scan(share: list[tuple[str, Files | None]]) -> list[tuple[Any, ...]]:
     assert _FORK_SCANNER is not None
     # plain tuples pickle ~3x faster than slotted dataclasses
-    return [_ALL_VALUES(e) for e in _FORK_SCANNER.entries(keys)]
+    return [_ALL_VALUES(e) for e in _FORK_SCANNER.entries(share)]
 
 
-def _scan_parallel(scanner: _Scanner, keys: list[str], workers: int) -> list[Entry]:
+def _scan_parallel(scanner: _Scanner, keys: list[tuple[str, Files | None]], workers: int
+                   ) -> list[Entry]:
     """Split a large listing over forked processes (it is bound by system calls).
 
     This process scans one share itself while the children scan the others.
@@ -380,7 +385,11 @@ def scan(
     store = open_store(cache_directory)
     scanner = _Scanner(store, verify=verify, disk=disk)
     with gc_paused():
-        key_list = list(store.keys()) if keys is None else list(keys)
+        key_list: list[tuple[str, Files | None]]
+        if keys is None:  # one listing per shard; DirEntry objects do not pickle
+            key_list = [(k, _plain(f)) for k, f in store.scan()]
+        else:
+            key_list = [(k, scanner.files_of(k)) for k in keys]
         workers = _scan_workers()
         if len(key_list) >= PARALLEL_THRESHOLD and workers > 1 and _can_fork():
             entries = _scan_parallel(scanner, key_list, workers)
@@ -389,6 +398,22 @@ def scan(
         if check_liveness:
             _mark_lost(scanner, entries, check_scheduler)
     return entries
+
+
+class _Found:
+    """A picklable stand-in for ``os.DirEntry`` (name, path, stat)."""
+
+    __slots__ = ("name", "path")
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name, self.path = name, path
+
+    def stat(self, follow_symlinks: bool = True) -> os.stat_result:
+        return os.stat(self.path, follow_symlinks=follow_symlinks)
+
+
+def _plain(files: dict[str, Any]) -> Any:
+    return {k: _Found(d.name, d.path) for k, d in files.items()} if files else None
 
 
 def _scan_workers() -> int:
@@ -423,7 +448,7 @@ def _mark_lost(scanner: _Scanner, entries: list[Entry], check_scheduler: bool) -
     for key, why in lost.items():
         e = by_key[key]
         # the job may have written its result while we were asking: look again
-        fresh = scanner.entry(key)
+        fresh = scanner.entry(key, scanner.files_of(key))
         if fresh is None or fresh.status not in IN_FLIGHT:
             if fresh is not None:
                 for f in _ENTRY_FIELDS:

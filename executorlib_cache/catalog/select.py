@@ -109,11 +109,11 @@ def open_store(cache_directory: str | os.PathLike[str] | Store) -> Store:
         raise CatalogError(str(e)) from None
     except OSError as e:  # e.g. XCACHE_SECRET_FILE unreadable
         raise CatalogError(f"cannot open cache directory {cache_directory}: {e}") from None
-    # every store makes these: without them this is some other directory, whose
-    # subdirectories `rm --all` must never take for (corrupt) entries
-    if not (store.root / ".locks").is_dir() and not (store.root / ".trash").is_dir():
+    # every store makes these (format 1: .locks and .trash): without them this is
+    # some other directory, whose files `rm --all` must never take for entries
+    if not (store.root / ".format").is_file() and not (store.root / ".trash").is_dir():
         raise CatalogError(f"{store.root} is not an executorlib_cache cache directory "
-                           "(it has no .locks or .trash)")
+                           "(it has no .format or .trash)")
     return store
 
 

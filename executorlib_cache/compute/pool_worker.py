@@ -53,7 +53,7 @@ from ..pool_queue import (
 )
 from ..resources import Resources
 from ..schedulers import dialect
-from ..store import ERROR, RESULT, Store
+from ..store import Store
 from .runner import failure, run_entry
 
 #: seconds between looks at an empty queue: short at first, then up to POLL_MAX
@@ -234,7 +234,7 @@ class PoolWorker:
         if resources.mpi:
             self._run_mpi(key, resources)
         else:
-            run_entry(self.store, key, payload, meta, backend=self.backend)
+            run_entry(self.store, key, payload, meta, backend=self.backend, task_file=True)
 
     def _run_mpi(self, key: str, resources: Resources) -> None:
         """``srun -n N`` / ``flux run -n N`` of the MPI runner inside this allocation."""
@@ -244,8 +244,7 @@ class PoolWorker:
                 "executorlib_cache.compute.runner", "--mpi", "--backend", self.backend,
                 *modes, self.cache, key]
         rc = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
-        names = self.store.names(key) or set()
-        if RESULT not in names and ERROR not in names:
+        if self.store.finished(key) is None:
             exc = TaskDiedError(f"{' '.join(argv[:3])} ... of task {key} exited with code {rc} "
                                 f"without a result (pool worker job {self.job_id})")
             out, meta = failure(exc)

@@ -25,12 +25,13 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from .. import claims
 from ..deps import resolve_refs
 from ..errors import SerializationError, UpstreamFailedError
 from ..resources import Resources
 from ..schedulers import NAMES, dialect
 from ..serialization import dumps, dumps_exception, loads
-from ..store import STARTED_JSON, Store
+from ..store import Store
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -83,7 +84,7 @@ def load_upstream(store: Store, key: str) -> Any:
     deadline = time.monotonic() + UPSTREAM_WAIT
     while outcome is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        store.names(key)  # listing the directory revalidates NFS's cached view of it
+        store.revalidate(key)  # NFS may cache "no such file" for a while
         outcome = store.read_outcome(key)
     if outcome is None:
         raise UpstreamFailedError(f"upstream task {key} has no result in {store.root}", key)
@@ -210,21 +211,29 @@ def run_entry(
     payload: bytes | None = None,
     task_meta: dict[str, Any] | None = None,
     backend: str = "local",
+    task_file: bool | None = None,
 ) -> tuple[str, bytes, dict[str, Any]]:
     """Run the entry in this process; return and persist ``(status, payload, meta)``.
 
     ``payload``/``task_meta`` as handed over by a local worker (else read from
-    ``task.h5``).  A failure is recorded with its reason: the function raised, an
-    upstream failed, or a value could not be pickled or unpickled here.
+    ``@task.h5``, and the start is recorded in the claim: the entry reads
+    ``running``).  A failure is recorded with its reason: the function raised, an
+    upstream failed, or a value could not be pickled or unpickled here.  The
+    outcome file holds the call too, and the claim goes, and so does the task
+    file if ``task_file`` (default: when the call was read from it).
     """
     started = time.time()
     job_id = job_id_here(backend)
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
             "backend": backend}
-    store.write_json(key, STARTED_JSON, {**info, "started": started})
+    task = (payload, task_meta) if payload is not None and task_meta is not None else None
+    if task_file is None:
+        task_file = task is None
     try:
-        if payload is None or task_meta is None:
-            payload, task_meta = store.read_task(key)
+        if task is None:
+            claims.mark_started(store, key, info, started)
+            task = store.read_task(key)
+        payload, task_meta = task
         fn, value = _call(store, payload, task_meta)
         extra: dict[str, Any] = {}
         status, out = "done", pickle_result(fn, value)
@@ -238,12 +247,12 @@ def run_entry(
     meta = {**info, **extra, "started": started, "finished": finished,
             "runtime": finished - started}
     try:
-        store.write_outcome(key, status, out, meta)
+        store.write_outcome(key, status, out, meta, task=task, task_file=task_file)
     except Exception as exc:  # e.g. the return value was written but the disk is full
         status = "failed"
         out, extra = failure(exc)
         meta.update(extra)
-        store.write_outcome(key, status, out, meta)
+        store.write_outcome(key, status, out, meta, task=task, task_file=task_file)
     return status, out, meta
 
 
@@ -256,10 +265,11 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
     started = time.time()
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id_here(backend),
             "backend": backend, "ranks": comm.Get_size()}
-    if rank == 0:
-        store.write_json(key, STARTED_JSON, {**info, "started": started})
+    if rank == 0 and backend != "local":
+        claims.mark_started(store, key, info, started)
+    task: tuple[bytes, dict[str, Any]] | None = None
     try:
-        payload, task_meta = store.read_task(key)
+        payload, task_meta = task = store.read_task(key)
         fn, value = _call(store, payload, task_meta)
         # gathered as cloudpickle bytes: the same rules as a one-rank call (mpi4py's
         # own pickle could not send a lambda), and a failure names the rank
@@ -273,7 +283,8 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         finished = time.time()
         store.write_outcome(key, "failed", out, {**info, **extra, "rank": rank,
                                                  "started": started, "finished": finished,
-                                                 "runtime": finished - started})
+                                                 "runtime": finished - started},
+                            task=task, task_file=True)
         sys.stdout.flush()
         sys.stderr.flush()
         comm.Abort(1)  # other ranks may wait in a collective forever otherwise
@@ -283,10 +294,12 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
         meta = {**info, "started": started, "finished": finished,
                 "runtime": finished - started}
         try:
-            store.write_outcome(key, "done", dumps([loads(v) for v in values or []]), meta)
+            store.write_outcome(key, "done", dumps([loads(v) for v in values or []]), meta,
+                                task=task, task_file=True)
         except Exception as exc:
             out, extra = failure(exc)
-            store.write_outcome(key, "failed", out, {**meta, **extra})
+            store.write_outcome(key, "failed", out, {**meta, **extra}, task=task,
+                                task_file=True)
             return "failed"
     return "done"
 

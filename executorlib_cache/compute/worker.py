@@ -1,7 +1,7 @@
 """A persistent local worker process (one interpreter for many tasks).
 
     driver (ROUTER, ipc:// in a 0700 dir)  <-- "ready" ---  worker (DEALER)
-                                           --- "run" ---->  run_entry() -> result.h5
+                                           --- "run" ---->  run_entry() -> <key>.h5
                                            <-- "done" ----  (status, payload, meta)
 
 The worker writes the outcome into the cache itself, so a result survives the
@@ -145,15 +145,14 @@ def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
     task_meta = json.loads(msg[4])
     resources = Resources.stored(json.loads(msg[3]))
     cores = resources.cores
-    try:
-        # always: a task.h5 left by an earlier attempt may be damaged or tampered
-        # with, and this claim's payload is what runs
-        store.write_task(key, payload, task_meta)
-    except Exception as exc:  # disk full, permission denied: fail the task, clearly
-        out, meta = dumps_exception(exc)
-        meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
-        _reply(sock, key, "failed", out, meta)
-        return
+    if cores > 1:
+        try:  # the ranks read the call from the task file
+            store.write_task(key, payload, task_meta)
+        except Exception as exc:  # disk full, permission denied: fail the task, clearly
+            out, meta = dumps_exception(exc)
+            meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
+            _reply(sock, key, "failed", out, meta)
+            return
     try:
         if cores > 1:
             status, out, meta = run_mpi_task(store, key, cores,
