@@ -115,10 +115,11 @@ def _statuses(values: list[str] | None) -> list[str] | None:
 def _complete_keys(ctx: typer.Context, incomplete: str) -> list[str]:
     root = ctx.find_root().params.get("cache_dir")
     directory = Path(root or os.environ.get("XCACHE_DIR") or DEFAULT_CACHE_DIR)
-    try:
-        with os.scandir(directory) as it:
-            return sorted(d.name for d in it
-                          if d.name.startswith(incomplete) and not d.name.startswith("."))[:200]
+    if not directory.is_dir():
+        return []
+    try:  # one listing per shard (format 2)
+        keys = Store(directory, create=False).keys()
+        return sorted(k for k in keys if k.startswith(incomplete))[:200]
     except OSError:
         return []
 
@@ -418,9 +419,9 @@ def prune(
 
     First those not used for --max-age, then more, least recently used first,
     until the cache is at most --max-size (bytes on disk, all entries counted).
-    "Used" is the later of the finish time and the mtime of result.h5/error.h5,
-    which an executor may bump with os.utime on a cache hit; atime is not used
-    (often disabled on HPC file systems, and refreshed by any reader or backup).
+    "Used" is the later of the finish time and the last cache hit, which
+    executors log in .used/ when they shut down; atime is not used (often
+    disabled on HPC file systems, and refreshed by any reader or backup).
     Pending, queued and running entries are never touched. No confirmation is
     asked (finished entries can be recomputed); use --dry-run to look first.
     """
@@ -447,6 +448,31 @@ def prune(
         for n in notes:
             _err("warning", n)
         console.print(f"pruned {len(removed)} of {what}")
+
+
+@app.command("migrate")
+def migrate(ctx: typer.Context) -> None:
+    """Convert a cache's format-1 entries (one directory each) to format 2.
+
+    Entry by entry, each under its claim lock: the format-2 file is written
+    atomically, then the old directory goes. Safe to interrupt (Ctrl-C, kill) and
+    to run again; drivers may keep using the cache meanwhile. A signed cache needs
+    the same XCACHE_SECRET. Unfinished format-1 entries whose driver is gone are
+    dropped (a format-2 driver computes them afresh); those whose driver still
+    runs are left for a later run.
+    """
+    with _user_errors():
+        store = _store(ctx)
+        counts = catalog.migrate(store)
+        console = _stdout()
+        if not counts:
+            console.print("no format-1 entries: nothing to migrate")
+            return
+        parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+        console.print(f"format-1 entries: {parts}")
+        if counts.get("in-flight"):
+            _err("warning", f"{counts['in-flight']} unfinished format-1 entries belong to a "
+                 "running driver: run `xcache migrate` again when it has finished")
 
 
 # defined in cli/graph.py (a function, testable without this app)

@@ -117,13 +117,19 @@ def update_claim(store: Store, key: str, record: dict[str, Any], **fields: Any
     return new
 
 
-def mark_started(store: Store, key: str, runner: dict[str, Any], started: float) -> None:
+def mark_started(store: Store, key: str, runner: dict[str, Any], started: float
+                 ) -> dict[str, Any] | None:
     """A batch runner records that the call started (``started``, ``runner``: host,
-    pid, job id) in the claim, under the lock; the entry then reads ``running``."""
+    pid, job id) in the claim, under the lock; the entry then reads ``running``.
+    Returns the claim record (the runner keeps it in the outcome's ``claim``), or
+    None when there is no claim (run by hand) or the entry already finished."""
     with store.claim(key):
         job = store.read_claim(key)
-        if job is not None and not store.finished(key):
-            store.write_claim(key, {**job, "started": started, "runner": runner})
+        if job is None or store.finished(key):
+            return None
+        job = {**job, "started": started, "runner": runner}
+        store.write_claim(key, job)
+    return job
 
 
 def release(store: Store, key: str) -> None:
@@ -186,7 +192,8 @@ def claim(store: Store, key: str, backend: Claimant, payload: bytes,
                 # its owner died without a result: the claim below replaces it
         if not backend.worker_writes_task:  # also over a damaged/tampered one
             store.write_task(key, payload, meta)
-        write_claim(store, key, claim_record(backend.name, meta))
+        write_claim(store, key, claim_record(backend.name, meta,
+                                             **getattr(backend, "claim_fields", {})))
         if finished == FAILED:  # a failure is recorded, not a cache hit; removed
             store.reset_for_retry(key, keep_claim=True)  # last: a crash leaves it failed
     return "owned"
@@ -210,25 +217,25 @@ def take_over(store: Store, key: str, backend: Claimant, payload: bytes,
             return "adopted"
         if not backend.worker_writes_task and not store.has(key, TASK):
             store.write_task(key, payload, meta)
-        write_claim(store, key, claim_record(backend.name, meta))
+        write_claim(store, key, claim_record(backend.name, meta,
+                                             **getattr(backend, "claim_fields", {})))
     return "owned"
 
 
 def confirm_claim(store: Store, key: str, token: str, timeout: float,
-                  **fields: Any) -> bool:
+                  **fields: Any) -> dict[str, Any] | None:
     """Under the claim lock: does the claim file still hold the claim named by
     ``token`` (:func:`claim_token`), with no outcome yet?  If so, record ``fields``
     (a pool worker's job id, its log paths; ``attempt`` is set to 1 unless the
-    claim already counts a retry) and return True; False when the claim was
-    withdrawn or taken over, or the entry finished.  Raises
+    claim already counts a retry) and return the new record; None when the claim
+    was withdrawn or taken over, or the entry finished.  Raises
     :class:`~executorlib_cache.errors.ClaimTimeoutError` after ``timeout`` seconds."""
     with store.claim(key, timeout=timeout):
         job = read_claim(store, key)
         if not job or claim_token(job) != token or store.finished(key):
-            return False
-        write_claim(store, key, {**job, "attempt": int(job.get("attempt") or 1),
-                                 "started": time.time(), **fields})
-    return True
+            return None
+        return write_claim(store, key, {**job, "attempt": int(job.get("attempt") or 1),
+                                        "started": time.time(), **fields})
 
 
 # ---------------------------------------------------------------- liveness

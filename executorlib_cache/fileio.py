@@ -406,7 +406,8 @@ def _read_open(fid: Any, names: tuple[bytes, ...], with_signature: bool
 
 def read_summary(path: str) -> dict[str, Any] | None:
     """The listing summary in a format-2 file's user block (one open, one read):
-    None when the file is missing, not format 2, or the summary is unreadable."""
+    None when the file is missing, not format 2, or the summary is unreadable.
+    (``xcache ls`` calls this once per entry: no file object, no ``json.loads``.)"""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -415,14 +416,15 @@ def read_summary(path: str) -> dict[str, Any] | None:
         head = os.read(fd, 4096)
         if not head.startswith(SUMMARY_MAGIC):
             return None
-        line, _, rest = head.partition(b"\n")
-        length = int(line[len(SUMMARY_MAGIC):])
-        while len(rest) < length:
-            more = os.read(fd, length - len(rest))
+        nl = head.find(b"\n")
+        length = int(head[len(SUMMARY_MAGIC):nl])
+        body = head[nl + 1:nl + 1 + length]
+        while len(body) < length:
+            more = os.read(fd, length - len(body))
             if not more:
                 return None
-            rest += more
-        data = json.loads(rest[:length])
+            body += more
+        data = _JSON_DECODER.raw_decode(body.decode())[0]
     except (OSError, ValueError):
         return None
     finally:

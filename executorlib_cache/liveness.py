@@ -122,6 +122,29 @@ class Heartbeat:
             pass
 
 
+def local_runner(workers_dir: str | None, key: str) -> int | None:
+    """The pid of the local worker on this host running ``key`` now: found in its
+    ``<workers_dir>/<pid>.running`` file (``compute/worker.py``), or None."""
+    if not workers_dir:
+        return None
+    try:
+        names = os.listdir(workers_dir)
+    except OSError:
+        return None
+    want = key.encode() + b"\n"
+    for name in names:
+        if not name.endswith(".running"):
+            continue
+        try:
+            with open(f"{workers_dir}/{name}", "rb") as f:
+                if f.read() == want:
+                    pid = int(name.split(".")[0])
+                    return pid if pid_alive(pid) else None
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def orphan_workers(owner: dict[str, Any] | None, cache_root: Path) -> list[int]:
     """Local worker processes of a dead driver that are still alive on this host.
 

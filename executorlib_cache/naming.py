@@ -43,6 +43,7 @@ def decode_key(name: str) -> str:
 
 
 def digest(key: str) -> bytes:
+    """4 bytes of blake2s(key): byte 0 names the shard, bytes 1-2 the lock stripe."""
     return hashlib.blake2s(key.encode(), digest_size=4).digest()
 
 

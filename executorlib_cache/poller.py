@@ -50,7 +50,7 @@ from .errors import (
 from .future import CacheFuture
 from .inbox import Inbox
 from .serialization import dumps_exception
-from .store import CLAIM, Store
+from .store import Store
 
 ATTACHED_CHECK_MIN, ATTACHED_CHECK_MAX = 0.02, 0.5
 OWNER_CHECK_INTERVAL = 2.0
@@ -550,7 +550,9 @@ class Poller:
             meta.update(reason=reason, state=state, backend=self.backend.name,
                         job_id=task.job_id, finished=time.time())
             try:
-                if self.store.has(task.key, CLAIM):  # not if the entry was removed meanwhile
+                claim = self.store.read_claim(task.key)
+                meta["claim"] = claim  # kept in the outcome: which job it was
+                if claim is not None:  # not if the entry was removed meanwhile
                     self.store.write_outcome(task.key, "failed", payload, meta,
                                              task=(task.payload, task.meta),
                                              task_file=self.backend.worker_writes_task is False)

@@ -147,9 +147,10 @@ class Store:
                 info = {"format": FORMAT_VERSION,
                         "v1_entries": bool(legacy.v1_entry_names(self._root))}
                 legacy.move_shard_named(self._root)  # a format-1 entry in a shard's place
-                self._create_dirs()
+                # .format first: from then on two-hex-digit directories are shards
                 atomic_write(f"{self._root}/.format", json.dumps(info).encode() + b"\n",
                              self.file_mode)
+                self._create_dirs()
             elif not os.path.isdir(f"{self._root}/ff"):
                 self._create_dirs()
             self._v1 = bool(info.get("v1_entries"))
@@ -220,23 +221,6 @@ class Store:
     def job_dir(self, key: str) -> str:
         """``<cache>/.jobs/<enc>``: a batch job's script and stdout/stderr."""
         return f"{self._root}/.jobs/{encode_key(key)}"
-
-    def tidy_job_dir(self, key: str) -> None:
-        """After a batch job's call is done: drop its script and empty log files, and
-        the directory if nothing is left (a log with something in it stays, for the
-        user to read; ``xcache rm``/``prune`` remove it with the entry)."""
-        base = self.job_dir(key)
-        try:
-            with os.scandir(base) as it:
-                for d in it:
-                    try:
-                        if d.name == "run_queue.sh" or d.stat().st_size == 0:
-                            os.unlink(d.path)
-                    except OSError:
-                        pass
-            os.rmdir(base)
-        except OSError:
-            pass
 
     def claim(self, key: str, timeout: float | None = None) -> StripeLock:
         """The lock around an entry's check-write-record step (:mod:`.locks`): one of
@@ -324,7 +308,7 @@ class Store:
                 task = (b"", {"task_unreadable": f"{type(e).__name__}: {e}"})
         task_payload, task_meta = task
         task_meta = {k: v for k, v in task_meta.items()
-                     if k not in ("kind", "status", "format", "key", "task_sha256")}
+                     if k not in ("kind", "status", "format", "task_sha256")}
         meta = {**meta, "kind": status, "status": status, "key": key,
                 "format": FORMAT_VERSION, "size": len(payload), "task": task_meta,
                 "task_sha256": hashlib.sha256(task_payload).hexdigest()}
@@ -500,6 +484,8 @@ class Store:
         grouped by key; temp files and strangers are skipped.  Format-1 entry
         directories come last, as ``(key, {})``."""
         shards = SHARDS if os.path.exists(f"{self._root}/.format") else ()
+        v1 = self.has_v1_entries
+        seen: set[str] = set()
         for shard in shards:
             try:
                 it = os.scandir(f"{self._root}/{shard}")
@@ -511,10 +497,13 @@ class Store:
                     parsed = split_name(d.name)
                     if parsed is not None:
                         found.setdefault(parsed[0], {})[parsed[1]] = d
+            if v1:
+                seen.update(found)
             yield from found.items()
-        if self.has_v1_entries:
+        if v1:  # (one migrated, its old directory not yet gone: listed once)
             for name in legacy.v1_entry_names(self._root):
-                yield name, {}
+                if name not in seen:
+                    yield name, {}
 
     def keys(self) -> Iterator[str]:
         """Every key of the cache (:meth:`scan` order)."""

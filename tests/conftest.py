@@ -70,3 +70,56 @@ def entry_exists(cache: Path | str, key: str) -> bool:
     from executorlib_cache.store import Store
 
     return Store(cache, create=None).exists(key)
+
+
+def job_of(cache: Path | str, key: str) -> dict[str, Any]:
+    """What the entry records about its job: the claim while it is in flight; once
+    it finished, the claim its runner kept in the outcome (``meta["claim"]``),
+    with the runner's own ``job_id``/``host``/``backend`` over it."""
+    from executorlib_cache.store import Store
+
+    store = Store(cache, create=False)
+    claim = store.read_claim(key)
+    if claim is not None:
+        return claim
+    try:
+        outcome = store.read_outcome(key)
+    except Exception:
+        return {}
+    if outcome is None:
+        return {}
+    kept = outcome.meta.get("claim") or {}
+    # the runner's own job id is the truth about which job ran it (the claim it kept
+    # may predate the driver recording the id)
+    return {**kept, **{k: outcome.meta.get(k) for k in ("job_id", "host", "backend")
+                       if outcome.meta.get(k) is not None}}
+
+
+def outcome_meta(cache: Path | str, key: str) -> dict[str, Any]:
+    """The metadata of the entry's outcome (times, host, job id...), or ``{}``."""
+    from executorlib_cache.store import Store
+
+    try:
+        outcome = Store(cache, create=False).read_outcome(key)
+    except Exception:
+        return {}
+    return outcome.meta if outcome is not None else {}
+
+
+def job_dir(cache: Path | str, key: str) -> Path:
+    """``<cache>/.jobs/<key>/``: a batch call's script and logs (the driver keeps them
+    after success only with ``XCACHE_KEEP_JOB_DIRS=1``, which tests that read the
+    script set)."""
+    from executorlib_cache.store import Store
+
+    return Path(Store(cache, create=None).job_dir(key))
+
+
+@pytest.fixture(autouse=True)
+def keep_job_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests read job scripts after the call: keep them (``XCACHE_KEEP_JOB_DIRS``;
+    tests/test_slurm.py checks the default tidying with this turned off)."""
+    from executorlib_cache.backends import cluster
+
+    monkeypatch.setattr(cluster, "KEEP_JOB_DIRS", True)
+    monkeypatch.setenv("XCACHE_KEEP_JOB_DIRS", "1")

@@ -1,8 +1,9 @@
 """The Python side of ``xcache``: executorlib_cache.catalog.
 
-Entries are built with the Store API exactly as the executor and runner write
-them (task.h5 + task.json, job.json, started.json, result/error + outcome.json).
-The helpers here are also used by test_cli.py.
+Entries are built with the Store API exactly as the executor and the runners write
+them (format 2: the task file, the claim -- with ``started``/``runner`` once a batch
+runner began -- and the one finished file).  The helpers here are also used by
+test_cli.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from executorlib_cache import catalog, liveness
 from executorlib_cache.catalog import scanner
 from executorlib_cache.errors import CatalogError
 from executorlib_cache.schedulers import JobStatus, commands, dialect
-from executorlib_cache.store import ERROR, RESULT, TASK, TASK_JSON, Store
+from executorlib_cache.store import CLAIM, DONE, TASK, Store
 
 NOW = time.time()
 
@@ -54,7 +55,7 @@ def make_entry(
     key = key or new_key(function)
     submitted = NOW - 3600 if submitted is None else submitted
     payload = cloudpickle.dumps((len, ((1, 2),), {}))
-    store.create_entry(key, payload, {
+    store.write_task(key, payload, {
         "function": function, "module": "mymod", "qualname": function,
         "submitted": submitted, "host": "login1", "user": "me", "pid": 1,
         "python": "3.11", "version": "0.1.0", "cloudpickle": cloudpickle.__version__,
@@ -63,23 +64,24 @@ def make_entry(
     })
     if status == "pending":
         return key
-    store.write_json(key, "job.json", {
+    claim = {
         "backend": backend, "job_id": job_id,
         "owner": owner if owner is not None else liveness.identity(),
         "submitted": submitted, "job_name": key, **(job_extra or {}),
-    })
+    }
+    store.write_claim(key, claim)
     if status == "queued":
         return key
     started = submitted + 1
-    store.write_json(key, "started.json", {
-        "host": liveness.HOST, "pid": runner_pid or os.getpid(), "started": started,
-        "job_id": job_id,
-    })
+    store.write_claim(key, {**claim, "started": started, "runner": {
+        "host": liveness.HOST, "pid": runner_pid or os.getpid(), "job_id": job_id}})
     if status == "running":
         return key
     finished = started + runtime if finished is None else finished
     meta = {"started": finished - runtime, "finished": finished, "runtime": runtime,
-            "host": "node7", "pid": 99, "job_id": job_id, "backend": backend}
+            "host": "node7", "pid": 99, "job_id": job_id, "backend": backend,
+            **{k: v for k, v in (job_extra or {}).items()
+               if k in ("stdout", "stderr", "working_directory")}}
     if status == "done":
         store.write_outcome(key, "done", cloudpickle.dumps(result), meta)
     else:
@@ -228,69 +230,81 @@ def test_missing_cache_directory(tmp_path: Path) -> None:
     assert not (tmp_path / "nope").exists()
 
 
-def test_empty_directory_reads_as_absent(store: Store) -> None:
+def test_strangers_and_temp_files_read_as_absent(store: Store) -> None:
+    """A killed writer's temp file, a stray file or directory: no entry."""
+    key = new_key()
+    shard = Path(store.shard_of(key))
+    (shard / f".{key}.h5.host-1-00aa.tmp").write_bytes(b"half")
+    (shard / "notes.txt").write_text("hello")
     (store.root / new_key()).mkdir()
     assert catalog.get_cache_data(store.root) == []
 
 
-def test_queued_local_entry_before_the_worker_wrote_the_task(store: Store) -> None:
-    """The local backend writes task.h5/json only when a worker takes the entry."""
+def test_queued_local_entry_has_only_its_claim(store: Store) -> None:
+    """A local call has no task file: the claim is all there is while it runs."""
     key = new_key("relax")
-    store.make_entry_dir(key)
-    store.write_json(key, "job.json", {"backend": "local", "job_id": None,
-                                       "owner": liveness.identity(), "submitted": NOW})
+    store.write_claim(key, {"backend": "local", "job_id": None,
+                            "owner": liveness.identity(), "submitted": NOW})
     (row,) = catalog.get_cache_data(store.root)
     assert row["status"] == "queued"
     assert row["function"] == "relax"  # from the key
     assert row["submitted"] == NOW
     # the executor also puts the function name and upstream keys into the claim
-    store.write_json(key, "job.json", {"backend": "local", "job_id": None, "submitted": NOW,
-                                       "owner": liveness.identity(), "function": "relax_cell",
-                                       "upstream_keys": ["prep-v1-00aa"]})
+    store.write_claim(key, {"backend": "local", "job_id": None, "submitted": NOW,
+                            "owner": liveness.identity(), "function": "relax_cell",
+                            "upstream_keys": ["prep-v1-00aa"]})
     (row,) = catalog.get_cache_data(store.root)
     assert row["status"] == "queued" and row["function"] == "relax_cell"
     assert row["dependencies"] == ["prep-v1-00aa"]
 
 
-def test_result_without_outcome_json_reads_the_h5(store: Store) -> None:
+def test_listing_reads_only_the_user_block(store: Store, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """``xcache ls`` reads the summary at the head of each finished file: no HDF5."""
     key = make_entry(store, "done", runtime=4.0)
-    os.unlink(store.path(key, "outcome.json"))
-    (row,) = catalog.get_cache_data(store.root)
-    assert row["status"] == "done" and row["runtime"] == 4.0
+    failed = make_entry(store, "failed")
+
+    def no_hdf5(*a: Any, **k: Any) -> None:
+        raise AssertionError("HDF5 opened while listing")
+
+    from executorlib_cache import fileio
+    monkeypatch.setattr(fileio, "read_entry_file", no_hdf5)
+    rows = by_key(catalog.get_cache_data(store.root))
+    assert rows[key]["status"] == "done" and rows[key]["runtime"] == 4.0
+    assert rows[key]["function"] == "add" and rows[key]["module"] == "mymod"
+    assert rows[failed]["error_type"] == "ValueError"
+    assert rows[failed]["error_message"] == "bad input"
 
 
 def test_corrupt_entries(store: Store) -> None:
     zero = make_entry(store, "done")
-    open(store.path(zero, TASK), "wb").close()
+    open(store.path_of(zero, DONE), "wb").close()
     garbage = make_entry(store, "done")
-    store.path(garbage, RESULT).write_bytes(os.urandom(300))
-    no_json = make_entry(store, "pending")
-    os.unlink(store.path(no_json, TASK_JSON))
-    bad_json = make_entry(store, "failed")
-    store.path(bad_json, TASK_JSON).write_bytes(b"{not json")
-    stray = store.root / new_key()
-    stray.mkdir()
-    (stray / "notes.txt").write_text("hello")
+    Path(store.path_of(garbage, DONE)).write_bytes(os.urandom(300))
+    bad_claim = make_entry(store, "queued")
+    Path(store.path_of(bad_claim, CLAIM)).write_bytes(b"{not json")
+    bad_task = make_entry(store, "pending")
+    Path(store.path_of(bad_task, TASK)).write_bytes(os.urandom(600))
     ok = make_entry(store, "done")
 
     quick = by_key(catalog.get_cache_data(store.root))
-    assert quick[no_json]["status"] == "corrupt" and "task.json" in quick[no_json]["problem"]
-    assert quick[bad_json]["status"] == "corrupt"
-    assert quick[stray.name]["status"] == "corrupt"
+    for key in (zero, garbage, bad_claim):  # no summary: the file itself was asked
+        assert quick[key]["status"] == "corrupt" and quick[key]["problem"], quick[key]
+    assert quick[bad_task]["status"] == "pending"  # a listing reads no task file
     assert quick[ok]["status"] == "done"
 
     deep = by_key(catalog.get_cache_data(store.root, verify=True))
-    for key in (zero, garbage, no_json, bad_json, stray.name):
+    for key in (zero, garbage, bad_claim, bad_task):
         assert deep[key]["status"] == "corrupt", (key, deep[key])
         assert deep[key]["problem"]
     assert deep[ok]["status"] == "done" and deep[ok]["problem"] is None
 
     stats = catalog.cache_stats(store.root)  # stats look at sizes: finds the empty file
-    assert stats["by_status"]["corrupt"] == 4
+    assert stats["by_status"]["corrupt"] == 3
 
-    # selecting corrupt entries reads every .h5: the garbage result.h5 goes too
+    # selecting corrupt entries reads every .h5: the garbage task file goes too
     removed = catalog.remove_entries(store.root, status="corrupt")
-    assert set(removed) == {zero, garbage, no_json, bad_json, stray.name}
+    assert set(removed) == {zero, garbage, bad_claim, bad_task}
     assert [r["key"] for r in catalog.get_cache_data(store.root)] == [ok]
 
 
@@ -422,7 +436,7 @@ def test_remove_entries(store: Store) -> None:
     with pytest.raises(CatalogError, match="nothing selected"):
         catalog.remove_entries(store.root)
     assert catalog.remove_entries(store.root, older_than="7d", dry_run=True) == [done]
-    assert store.names(done) is not None
+    assert store.exists(done)
     assert catalog.remove_entries(store.root, [failed[:12]]) == [failed]
     with pytest.warns(UserWarning, match="running: not removed"):
         assert catalog.remove_entries(store.root, all_entries=True) == [done]
@@ -453,7 +467,7 @@ def test_remove_entries_force_stops_a_local_runner(store: Store) -> None:
     finally:
         runner.kill()
         runner.wait()
-    assert store.names(key) is None
+    assert not store.exists(key)
 
 
 def test_remove_cannot_escape_the_cache(store: Store, tmp_path: Path) -> None:
@@ -484,12 +498,9 @@ def test_cache_stats(store: Store) -> None:
 
 
 def _age(store: Store, key: str, days: float) -> None:
-    """Make an entry last used ``days`` ago (finished time and result mtime)."""
-    t = NOW - days * 86400
-    for name in (RESULT, ERROR):
-        p = store.path(key, name)
-        if p.exists():
-            os.utime(p, (t, t))
+    """Make an entry last used ``days`` ago (a line of an executor's usage log)."""
+    with open(store.root / ".used" / "test.log", "a") as f:
+        f.write(f"{NOW - days * 86400:.0f} {key}\n")
 
 
 def test_prune_by_age_and_size(store: Store) -> None:
@@ -502,9 +513,9 @@ def test_prune_by_age_and_size(store: Store) -> None:
     _age(store, old, 40)
     _age(store, mid, 20)
     _age(store, new, 1)
-    _age(store, hit, 0)  # a cache hit bumped the mtime of result.h5
+    _age(store, hit, 0)  # a cache hit, logged by the executor at shutdown
     assert catalog.prune(store.root, max_age="30d", dry_run=True) == [old]
-    assert store.names(old) is not None
+    assert store.exists(old)
     total = catalog.cache_stats(store.root)["size"]
     # size: least recently used first, until at most half of it stays
     plan = catalog.prune(store.root, max_size=total // 2, dry_run=True)
@@ -545,8 +556,8 @@ def test_interrupted_removal_is_invisible_and_cleaned_up(store: Store) -> None:
     files leaves nothing that lists as an entry; a later rm/prune finishes it."""
     key = make_entry(store, "done")
     other = make_entry(store, "done")
-    half = store.root / ".trash" / f"{key}.1234-abc"
-    os.rename(store.entry_dir(key), half)  # what a killed `xcache rm` leaves behind
+    half = store.root / ".trash" / f"{key}.h5.1234-abc"
+    os.rename(store.path_of(key, DONE), half)  # what a killed `xcache rm` leaves behind
     assert [r["key"] for r in catalog.get_cache_data(store.root)] == [other]
     old = time.time() - 2 * 3600
     os.utime(half, (old, old))

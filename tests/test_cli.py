@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from executorlib_cache import catalog
 from executorlib_cache.__main__ import ensure_cli_package
-from executorlib_cache.store import TASK, TASK_JSON, Store
+from executorlib_cache.store import CLAIM, DONE, TASK, Store
 
 ensure_cli_package()  # a source checkout: map cli/ to executorlib_cache.cli
 from executorlib_cache.cli.app import app  # noqa: E402
@@ -307,7 +307,7 @@ def test_rm_cannot_delete_outside_the_cache(store: Store, tmp_path: Path) -> Non
     victim.mkdir()
     (victim / "data").write_text("keep me")
     make_entry(store, "done")
-    for arg in ("../victim", "..", str(victim), "../cache", ".trash", ".locks"):
+    for arg in ("../victim", "..", str(victim), "../cache", ".trash", ".lock", ".jobs"):
         r = xcache(store, "rm", arg, "--yes", "--force")
         assert r.exit_code == 1, (arg, r.output)
         assert "not a valid cache key" in one_line_error(r)
@@ -318,11 +318,11 @@ def test_rm_cannot_delete_outside_the_cache(store: Store, tmp_path: Path) -> Non
 # ---------------------------------------------------------------- corrupt/tampered
 def test_corrupt_entries_show_and_can_be_removed(store: Store) -> None:
     zero = make_entry(store, "done")
-    open(store.path(zero, TASK), "wb").close()
+    open(store.path_of(zero, DONE), "wb").close()
     random_bytes = make_entry(store, "pending")
-    store.path(random_bytes, TASK).write_bytes(os.urandom(512))
-    no_json = make_entry(store, "done")
-    os.unlink(store.path(no_json, TASK_JSON))
+    Path(store.path_of(random_bytes, TASK)).write_bytes(os.urandom(512))
+    no_json = make_entry(store, "queued")
+    Path(store.path_of(no_json, CLAIM)).write_bytes(b"{half")
     good = make_entry(store, "done")
 
     assert {r["key"]: r["status"] for r in ls_json(store)}[no_json] == "corrupt"
@@ -375,10 +375,9 @@ def test_stats(store: Store) -> None:
 
 
 def _used(store: Store, key: str, days_ago: float) -> None:
-    t = NOW - days_ago * 86400
-    for name in ("result.h5", "error.h5"):
-        if store.path(key, name).exists():
-            os.utime(store.path(key, name), (t, t))
+    """A line of an executor's usage log: ``key`` was a cache hit ``days_ago``."""
+    with open(store.root / ".used" / "test.log", "a") as f:
+        f.write(f"{NOW - days_ago * 86400:.0f} {key}\n")
 
 
 def test_prune(store: Store) -> None:
@@ -459,8 +458,7 @@ def test_key_completion(store: Store) -> None:
 
 def test_queued_local_entry_without_task_files(store: Store) -> None:
     key = new_key("relax")
-    store.make_entry_dir(key)
-    store.write_json(key, "job.json", {"backend": "local", "owner": dead_identity()})
+    store.write_claim(key, {"backend": "local", "owner": dead_identity()})
     (row,) = ls_json(store)
     assert row["function"] == "relax" and row["status"] == "lost"
 

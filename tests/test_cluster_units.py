@@ -255,9 +255,10 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def task(key: str, jid: str = "42", adopted: bool = False,
              deps: dict[str, CacheFuture] | None = None) -> Task:
-        store.make_entry_dir(key)
+        store.write_claim(key, {"backend": "slurm", "job_id": jid})
+        os.makedirs(store.job_dir(key), exist_ok=True)
         t = Task(key, [CacheFuture(key)], b"", Resources({"cores": 1}), deps or {})
-        job = {"job_name": f"{key}.x", "stderr": str(store.path(key, "job.err"))}
+        job = {"job_name": f"{key}.x", "stderr": os.path.join(store.job_dir(key), "job.err")}
         backend._track(t, job, jid, adopted=adopted)
         return t
 
@@ -271,7 +272,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_result_file_means_finished_without_asking(rig: Any) -> None:
     backend, scripted, task, check, store = rig
     t = task("a")
-    store.path("a", "result.h5").write_bytes(b"x")
+    Path(store.path_of("a", "done")).write_bytes(b"x")
     scripted.answers = [{}]
     events = check({"a": t})
     assert [type(e) for e in events] == [Finished] and scripted.queries == []
@@ -280,7 +281,7 @@ def test_result_file_means_finished_without_asking(rig: Any) -> None:
 def test_running_then_cancelled_dies_after_a_short_grace(rig: Any) -> None:
     backend, scripted, task, check, store = rig
     t = task("a", "42")
-    store.path("a", "job.err").write_text("slurmstepd: error: *** JOB 42 CANCELLED ***\n")
+    Path(store.job_dir("a"), "job.err").write_text("slurmstepd: error: *** JOB 42 CANCELLED ***\n")
     scripted.answers = [{"42": ("RUNNING", "")}]
     assert [type(e) for e in check({"a": t})] == [Started]
     scripted.answers = [{"42": ("CANCELLED", "")}]
@@ -375,7 +376,7 @@ def _retry_rig(rig: Any, monkeypatch: pytest.MonkeyPatch, fail: int, error: str)
     fake = FakeCommands(fail, error)
     monkeypatch.setattr(commands, "run_command", fake)
     monkeypatch.setattr(cluster, "SUBMIT_RETRY_DELAYS", (0.01, 0.01, 0.01))
-    store.make_entry_dir("r")
+    store.write_claim("r", {"backend": "slurm", "job_id": None})
     t = Task("r", [CacheFuture("r")], b"", Resources({"cores": 1}), {})
     return backend, check, fake, t
 
@@ -426,7 +427,7 @@ def test_a_pool_asks_about_its_jobs_and_its_workers_in_one_status_call(
     _backend, scripted, _task, _check, store = rig
     pool = PoolBackend(store, slurm, 1, resources={"cores": 1})
     own = Task("own", [CacheFuture("own")], b"", Resources({"cores": 4}), {})
-    store.make_entry_dir("own")
+    store.write_claim("own", {"backend": "slurm", "job_id": "41"})
     pool.jobs._track(own, {"job_name": "own.x"}, "41")
     pool.workers.all["w1"] = Worker("w1", "xcache-pool.w1", job_id="42")
     scripted.answers = [{"41": ("RUNNING", ""), "42": ("RUNNING", "")}]

@@ -304,8 +304,9 @@ def documented_fields(section: str) -> dict[str, str]:
 
 
 FORMAT_SCRIPT = """
-import os, sys
+import json, os, sys, time
 from executorlib_cache import SingleNodeExecutor
+from executorlib_cache.store import Store
 
 def ok(x):
     return x
@@ -316,38 +317,64 @@ def bad(x):
 def crash():
     os._exit(3)
 
+def slow(x):
+    time.sleep(1.5)
+    return x
+
 def ranks():
     from mpi4py import MPI
     return MPI.COMM_WORLD.Get_rank()
 
 with SingleNodeExecutor(max_workers=2) as exe:
+    running = exe.submit(slow, 1)
+    while not running.running():
+        time.sleep(0.01)
+    store = Store(exe.cache_directory, create=False)  # the claims while in flight
+    claims = [store.read_claim(k) for k, files in store.scan() if "claim" in files]
+    json.dump(claims, open("claims.json", "w"))
     futs = [exe.submit(ok, 1), exe.submit(bad, 2), exe.submit(crash)]
     futs.append(exe.submit(ok, futs[1]))  # upstream failure: never reaches a worker
     if sys.argv[1:] == ["mpi"]:
         futs.append(exe.submit(ranks, resource_dict={"cores": 2}))
-    for f in futs:
+    for f in futs + [running]:
         f.exception()
 """
 
 
+def _check_documented(section: str, instances: list[dict]) -> None:
+    documented = documented_fields(section)
+    always = {k for k, when in documented.items() if when == "always"}
+    assert instances, f"no {section} to check"
+    for obj in instances:
+        assert set(obj) <= set(documented), \
+            f"{section}: undocumented field(s) {sorted(set(obj) - set(documented))}"
+        assert always <= set(obj), \
+            f"{section}: documented as always present, missing {sorted(always - set(obj))}"
+
+
 def test_format_md_lists_exactly_the_fields_of_real_entries(tmp_path: Path):
+    from executorlib_cache.fileio import read_summary
+    from executorlib_cache.store import Store
+
     mpi = _requirement_missing("mpi4py") is None
     code = FORMAT_SCRIPT.replace("sys.argv[1:] == [\"mpi\"]", str(mpi))
     run_python(code, tmp_path, "entries.py", "format entries")
-    entries = [d for d in (tmp_path / ".xcache").iterdir() if not d.name.startswith(".")]
-    assert len(entries) == 5 if mpi else 4
-    seen: dict[str, list[dict]] = {}
-    for entry in entries:
-        for f in entry.glob("*.json"):
-            seen.setdefault(f.name, []).append(json.loads(f.read_text()))
-    assert set(seen) == {"task.json", "job.json", "started.json", "outcome.json"}
-    for name, instances in seen.items():
-        documented = documented_fields(name)
-        always = {k for k, when in documented.items() if when == "always"}
-        for obj in instances:
-            assert set(obj) <= set(documented), \
-                f"{name}: undocumented field(s) {sorted(set(obj) - set(documented))}"
-            assert always <= set(obj), \
-                f"{name}: documented as always present, missing {sorted(always - set(obj))}"
-    reasons = {o.get("reason") for o in seen["outcome.json"]}
+    store = Store(tmp_path / ".xcache", create=False)
+    outcomes, tasks, summaries = [], [], []
+    for key, files in store.scan():
+        assert set(files) <= {"done", "failed"}, (key, set(files))  # nothing left in flight
+        for d in files.values():
+            summaries.append(read_summary(d.path))
+        outcome = store.read_outcome(key)
+        assert outcome is not None
+        meta = dict(outcome.meta)
+        tasks.append(meta.pop("task"))
+        outcomes.append(meta)
+    assert len(outcomes) == (6 if mpi else 5)
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    _check_documented("summary", summaries)
+    _check_documented("task", tasks)
+    _check_documented("outcome", outcomes)
+    _check_documented("claim", claims)
+    reasons = {o.get("reason") for o in outcomes}
     assert {"raised", "died", "upstream"} <= reasons

@@ -360,7 +360,7 @@ def test_terminate_task_in_cache_stops_one_running_call(cache_dir):
         while not running.running():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(0.3)  # the runner has started (started.json)
+        time.sleep(0.3)  # the worker has started it (its .running file)
         assert terminate_task_in_cache(cache_dir, running.key) == [running.key]
         with pytest.raises(TaskDiedError):
             running.result(timeout=30)

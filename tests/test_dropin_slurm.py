@@ -13,7 +13,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import SLURM_WANTED, require
+from conftest import SLURM_WANTED, job_dir, require
 
 if not SLURM_WANTED:
     pytest.skip("SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
@@ -90,7 +90,7 @@ def test_openmpi_oversubscribe_and_error_log_in_jobs(cache: Path, tmp_path: Path
         assert sorted(mpi.result(timeout=90)) == [(0, 2), (1, 2)]
         with pytest.raises(ValueError, match="boom 7"):
             bad.result(timeout=90)
-    script = (cache / mpi.key).glob("**/run_queue.sh")
+    script = job_dir(cache, mpi.key).glob("**/run_queue.sh")
     assert any("srun -n 2 --oversubscribe" in p.read_text() for p in script)
     text = log.read_text()
     assert "function: <function boom at" in text and "args: [7]" in text

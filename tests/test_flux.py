@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import require
+from conftest import job_dir, job_of, outcome_meta, require
 
 require("pysqa")
 
@@ -32,7 +32,6 @@ from executorlib_cache.errors import (  # noqa: E402
     UpstreamFailedError,
 )
 from executorlib_cache.schedulers import flux as flux_mod  # noqa: E402
-from executorlib_cache.store import JOB_JSON, Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
@@ -79,9 +78,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     subprocess.run(["flux", "cancel", "--all", "--quiet"], capture_output=True, check=False)
 
 
-def job_of(cache: Path, key: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, JOB_JSON) or {}
-
 
 def flux_status(job_id: str) -> str:
     out = subprocess.run(["flux", "jobs", "-n", "-o", "{status}", job_id],
@@ -108,7 +104,7 @@ def test_submit_results_and_dependency_queued_with_afterok(cache: Path) -> None:
     ja, jb = job_of(cache, a.key), job_of(cache, b.key)
     assert jb["dependencies"] == [ja["job_id"]]
     assert ja["job_id_f58"] == flux_mod.f58_encode(int(ja["job_id"]))
-    script = (cache / b.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, b.key) / "run_queue.sh").read_text()
     assert f"# flux: --dependency=afterok:{ja['job_id']}" in script
     assert calls["submit"] == 2 and calls["status"] >= 1
     # cache hits: no flux call at all
@@ -121,7 +117,7 @@ def test_mpi_task_through_flux_run(cache: Path) -> None:
     with FluxClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(mpi_rank, 3, resource_dict={"cores": 2})
         assert fut.result(timeout=60) == [(0, 2, 3), (1, 2, 3)]
-    script = (cache / fut.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, fut.key) / "run_queue.sh").read_text()
     assert "# flux: -n 2" in script and "flux run -n 2" in script
 
 
@@ -233,7 +229,7 @@ def test_job_ids_are_recorded_in_one_form(cache: Path, max_workers: int | None) 
     for f in futs:
         shown = rows[f.key]["job_id"]
         assert shown is not None and str(shown).isdigit(), rows[f.key]
-        outcome = Store(cache, create=False).read_json(f.key, "outcome.json") or {}
+        outcome = outcome_meta(cache, f.key)
         assert str(outcome.get("job_id")) == str(shown), outcome
         if max_workers is None:
             assert str(job_of(cache, f.key)["job_id"]) == str(shown)

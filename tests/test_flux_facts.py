@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import SLURM_WANTED, require
+from conftest import SLURM_WANTED, entry_path, job_dir, job_of, require
 
 require("pysqa")
 
@@ -33,7 +33,7 @@ from executorlib_cache.errors import SubmissionError, TaskDiedError  # noqa: E40
 from executorlib_cache.future import CacheFuture  # noqa: E402
 from executorlib_cache.resources import Resources  # noqa: E402
 from executorlib_cache.schedulers import flux as flux_mod  # noqa: E402
-from executorlib_cache.store import JOB_JSON, Store  # noqa: E402
+from executorlib_cache.store import Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
@@ -94,9 +94,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     subprocess.run(["flux", "cancel", "--all", "--quiet"], capture_output=True, check=False)
 
 
-def job_of(cache: Path, key: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, JOB_JSON) or {}
-
 
 def flux_status(job_id: str) -> str:
     out = subprocess.run(["flux", "jobs", "-n", "-o", "{status}", job_id],
@@ -147,7 +144,7 @@ def test_a_result_wins_over_the_state_that_follows_it(cache: Path) -> None:
     value, never a TaskDiedError, and xcache shows it done."""
     with FluxClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(sleep_then, 7, 0.5)
-        result = cache / fut.key / "result.h5"
+        result = entry_path(cache, fut.key)
         wait_for(result.exists, 30, "the result file")
         jid = job_of(cache, fut.key)["job_id"]
         assert flux_status(jid) == "RUN"  # still R with its result written
@@ -193,7 +190,7 @@ def test_a_dead_jobs_log_is_found_by_the_name_flux_writes(cache: Path, tmp_path:
         assert str(jid).isdigit()
         subprocess.run(["flux", "cancel", jid], check=True)
         exc = fut.exception(timeout=20)
-    log = cache / fut.key / f"flux-{flux_mod.f58_encode(int(jid))}.out"
+    log = job_dir(cache, fut.key) / f"flux-{flux_mod.f58_encode(int(jid))}.out"
     assert log.exists(), sorted(p.name for p in (cache / fut.key).iterdir())
     assert isinstance(exc, TaskDiedError) and str(log) in str(exc), repr(exc)
 
@@ -215,7 +212,7 @@ def test_named_queues(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     queue = subprocess.run(["flux", "jobs", "-n", "-o", "{queue}", jid], capture_output=True,
                            text=True).stdout.strip()
     assert queue == "debug"
-    assert "# flux: --queue=debug" in (cache / fut.key / "run_queue.sh").read_text()
+    assert "# flux: --queue=debug" in (job_dir(cache, fut.key) / "run_queue.sh").read_text()
     assert isinstance(exc, SubmissionError) and "Invalid queue 'nope'" in str(exc), repr(exc)
 
 
@@ -238,7 +235,7 @@ def test_afterok_on_an_upstream_that_already_failed_is_not_a_submission_error(
     up = CacheFuture("up-v1-00")
     task = Task("down-v1-00", [CacheFuture("down-v1-00")], b"", Resources({"cores": 1}),
                 {"up-v1-00": up})
-    store.make_entry_dir(task.key)
+    store.write_claim(task.key, {"backend": "flux", "job_id": None})
     backend.dispatch(task, [up_id])  # refused by flux: deferred, not raised
     assert task.job_id is None and task.job.retry_at is not None
     up.set_running_or_notify_cancel()
@@ -289,7 +286,7 @@ def test_pmi_mode_reaches_flux_run(cache: Path) -> None:
     with FluxClusterExecutor(cache_directory=cache, pmi_mode="pmix") as exe:
         fut = exe.submit(mpi_rank, 3, resource_dict={"cores": 2})
         assert fut.result(timeout=60) == [(0, 2, 3), (1, 2, 3)]
-    script = (cache / fut.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, fut.key) / "run_queue.sh").read_text()
     assert "flux run -n 2 -o pmi=pmix" in script
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import require, skip_unless_ci
+from conftest import job_dir, job_of, outcome_meta, require, skip_unless_ci
 
 MN_CONF = os.environ.get("XCACHE_TEST_SLURM_MN", "")
 if not MN_CONF:
@@ -47,7 +47,7 @@ require("pysqa")
 from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.cluster_executor import SlurmClusterExecutor  # noqa: E402
 from executorlib_cache.errors import SubmissionError, TaskDiedError  # noqa: E402
-from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, Store  # noqa: E402
+from executorlib_cache.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 # the jobs unpickle the functions below by value (no import of this module in jobs)
@@ -153,9 +153,6 @@ def scontrol_job(job_id: str) -> dict[str, str]:
     return dict(w.split("=", 1) for w in out.split() if "=" in w)
 
 
-def job_of(cache: Path, key: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, JOB_JSON) or {}
-
 
 def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
@@ -258,7 +255,7 @@ def test_mpi_ranks_run_on_two_nodes(cache: Path, mn: list[str]) -> None:
     # SLURM's own view of the job agrees
     _state, job_nodes = job_info(job_of(cache, fut.key)["job_id"])
     assert sorted(job_nodes) == sorted(set(hosts)), (job_nodes, hosts)
-    script = (cache / fut.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, fut.key) / "run_queue.sh").read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks=4" in script
     assert "srun -n 4" in script
 
@@ -327,7 +324,7 @@ def test_node_power_loss_under_a_two_node_job(cache: Path, mn: list[str]) -> Non
             "cores": 2, "num_nodes": 2, "slurm_cmd_args": ["--no-requeue", f"--nodelist={a},{b}"]})
         wait_for(fut.running, 30, "the job to start")
         jid = job_of(cache, fut.key)["job_id"]
-        wait_for(lambda: (cache / fut.key / "started.json").exists(), 30, "the ranks to start")
+        wait_for(lambda: bool(job_of(cache, fut.key).get("started")), 30, "the ranks to start")
         try:
             t_kill = time.monotonic()
             node_script("kill", b)
@@ -372,7 +369,7 @@ def test_job_requeued_by_a_node_failure_gives_the_result_of_its_rerun(
     assert restarts == 1 and rerun_node != node, (restarts, rerun_node, node)
     assert job_of(cache, fut.key)["job_id"] == jid  # the same job, not a new submission
     assert calls.count("sbatch") == 1
-    outcome = Store(cache, create=False).read_json(fut.key, OUTCOME_JSON) or {}
+    outcome = outcome_meta(cache, fut.key)
     assert outcome["status"] == "done" and outcome["host"] == rerun_node, outcome
 
 
@@ -461,7 +458,7 @@ def test_results_travel_between_nodes_through_the_cache(cache: Path, mn: list[st
         assert down.result(timeout=60) == (n3, [(n1, "a"), (n2, "b")])
     store = Store(cache, create=False)
     for fut, node in ((up1, n1), (up2, n2), (down, n3)):
-        assert (store.read_json(fut.key, OUTCOME_JSON) or {}).get("host") == node
+        assert outcome_meta(store.root, fut.key).get("host") == node
     dep = job_of(cache, down.key)["dependencies"]
     assert sorted(dep) == sorted([job_of(cache, up1.key)["job_id"],
                                   job_of(cache, up2.key)["job_id"]])

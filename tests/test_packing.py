@@ -23,7 +23,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import SLURM_WANTED, require
+from conftest import SLURM_WANTED, job_dir, job_of, outcome_meta, require
 
 require("pysqa")
 
@@ -48,7 +48,7 @@ from executorlib_cache.pool_queue import (  # noqa: E402
     ticket_key,
     ticket_name,
 )
-from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, STARTED_JSON, Store  # noqa: E402
+from executorlib_cache.store import Store  # noqa: E402
 
 needs_slurm = pytest.mark.skipif(
     not SLURM_WANTED, reason="SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
@@ -155,12 +155,6 @@ def flux_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     subprocess.run(["flux", "cancel", "--all", "--quiet"], capture_output=True, check=False)
 
 
-def job_of(cache: Path, key: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, JOB_JSON) or {}
-
-
-def json_of(cache: Path, key: str, name: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, name) or {}
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -276,11 +270,11 @@ def test_200_tasks_in_4_worker_jobs_then_cache_hits(cache: Path, calls: Calls,
     for line in calls.lines("squeue"):  # only our ids, never the whole queue
         assert " -j " in f" {line} ", line
     assert sorted(executions(counter)) == list(range(200))  # each ran exactly once
-    # the xcache view: an entry run in a pool names its worker's job, as started.json does
+    # the xcache view: an entry run in a pool names its worker's job, as its runner does
     job_ids = set()
     for f in futs:
-        job, started = job_of(cache, f.key), json_of(cache, f.key, STARTED_JSON)
-        assert job["backend"] == "slurm" and job["job_id"] == started["job_id"], (job, started)
+        job, ran = job_of(cache, f.key), outcome_meta(cache, f.key)
+        assert job["backend"] == "slurm" and job["job_id"] == ran["job_id"], (job, ran)
         assert job["job_name"].startswith("xcache-pool-") and "pool" in job
         job_ids.add(job["job_id"])
     assert 1 <= len(job_ids) <= 4
@@ -376,8 +370,8 @@ def test_dependencies_inside_a_pool(cache: Path, calls: Calls) -> None:
     # a worker never ran an entry before its upstreams had finished
     for up, down in [*zip(chain[:-1], chain[1:], strict=True),
                      *[(leaf, fan_in) for leaf in [*leaves, chain[-1]]]]:
-        finished = json_of(cache, up.key, OUTCOME_JSON)["finished"]
-        started = json_of(cache, down.key, OUTCOME_JSON)["started"]
+        finished = outcome_meta(cache, up.key)["finished"]
+        started = outcome_meta(cache, down.key)["started"]
         assert started >= finished, (up.key, down.key)
         assert job_of(cache, down.key).get("pool"), "a dependent ran outside the pool"
 
@@ -393,7 +387,7 @@ def test_a_task_needing_more_cores_than_a_worker_goes_as_its_own_job(cache: Path
         assert big.result(timeout=60) == [(0, 2, 7), (1, 2, 7)]
     job = job_of(cache, big.key)
     assert "pool" not in job and job["job_name"].startswith(big.key[:20]), job
-    script = (cache / big.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, big.key) / "run_queue.sh").read_text()
     assert "#SBATCH --ntasks=2" in script and "executorlib_cache.compute.runner" in script
     assert all("pool" in job_of(cache, f.key) for f in small)
     assert calls.count("sbatch") <= 3  # <= 2 workers + the big one
@@ -418,7 +412,7 @@ def test_scancel_of_a_worker_retries_its_task_once_then_fails_it(cache: Path,
         doomed = exe.submit(sleep_then, "never", 60)
         t0 = time.monotonic()
         for attempt in (1, 2):
-            wait_for(lambda a=attempt: json_of(cache, doomed.key, STARTED_JSON)
+            wait_for(lambda a=attempt: job_of(cache, doomed.key).get("started")
                      and job_of(cache, doomed.key).get("attempt", 1) == a, 30,
                      f"attempt {attempt} of the doomed task to start")
             jid = job_of(cache, doomed.key)["job_id"]
@@ -518,8 +512,7 @@ def test_a_worker_with_too_little_time_left_gives_the_retry_back(tmp_path: Path)
     key = "f-v1-" + "1" * 32
     claim = {"backend": "flux", "owner": identity(), "submitted": time.time(), "pool": "p1",
              "job_id": None, "attempt": 2, "min_time_left": 100.0}
-    store.make_entry_dir(key)
-    store.write_json(key, JOB_JSON, claim)
+    store.write_claim(key, claim)
     qdir = queue_dir(store.root, "p1")
     (qdir / "workers").mkdir(parents=True)
     ticket = ticket_name(0, claim_token(claim), key)
@@ -538,8 +531,7 @@ def test_pool_worker_gives_a_ticket_back_when_the_claim_stays_held(tmp_path: Pat
     key = "f-v1-" + "0" * 32
     claim = {"backend": "slurm", "owner": identity(), "submitted": time.time(),
              "pool": "p1", "job_id": None}
-    store.make_entry_dir(key)
-    store.write_json(key, JOB_JSON, claim)
+    store.write_claim(key, claim)
     qdir = queue_dir(store.root, "p1")
     (qdir / "workers").mkdir(parents=True)
     ticket = ticket_name(0, claim_token(claim), key)

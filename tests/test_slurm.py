@@ -24,7 +24,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from conftest import SLURM_WANTED, require
+from conftest import SLURM_WANTED, job_dir, job_of, outcome_meta, require
 
 if not SLURM_WANTED:
     pytest.skip("SLURM tests are off: run `sudo bash scripts/test.sh` (starts a local "
@@ -33,6 +33,7 @@ if not SLURM_WANTED:
 
 require("pysqa")
 
+from executorlib_cache import catalog  # noqa: E402
 from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.cluster_executor import SlurmClusterExecutor  # noqa: E402
 from executorlib_cache.errors import (  # noqa: E402
@@ -40,7 +41,7 @@ from executorlib_cache.errors import (  # noqa: E402
     TaskDiedError,
     UpstreamFailedError,
 )
-from executorlib_cache.store import JOB_JSON, OUTCOME_JSON, Store  # noqa: E402
+from executorlib_cache.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 # jobs unpickle the functions below by value: importing this module (and pytest)
@@ -142,9 +143,6 @@ def cache(tmp_path: Path) -> Any:
         terminate_tasks_in_cache(path)
 
 
-def job_of(cache: Path, key: str) -> dict[str, Any]:
-    return Store(cache, create=False).read_json(key, JOB_JSON) or {}
-
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -213,11 +211,32 @@ def test_twenty_tasks_then_cache_hits_cost_no_scheduler_call(cache: Path, calls:
     assert calls.count() == before, calls.lines()[before:]
 
 
+def test_a_done_job_leaves_one_file_and_its_printed_output(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format 2 on the cluster path: once a call is done, its entry is one file; the
+    job's script and empty logs go, a log with something in it stays to be read."""
+    from executorlib_cache.backends import cluster
+
+    monkeypatch.setattr(cluster, "KEEP_JOB_DIRS", False)
+    with SlurmClusterExecutor(cache_directory=cache) as exe:
+        quiet = exe.submit(add, 1, 2)
+        loud = exe.submit(print, "hello from the job")
+        assert quiet.result(timeout=60) == 3 and loud.result(timeout=60) is None
+    store = Store(cache, create=False)
+    for f in (quiet, loud):
+        assert store.kinds(f.key) == {"done"}  # no claim, no task file left
+    assert not job_dir(cache, quiet.key).exists()
+    assert sorted(p.name for p in job_dir(cache, loud.key).iterdir()) == ["job.out"]
+    assert "hello from the job" in (job_dir(cache, loud.key) / "job.out").read_text()
+    info = catalog.describe(cache, loud.key)
+    assert "hello from the job" in "\n".join(info["logs"]["stdout"]["tail"])
+
+
 def test_mpi_task_returns_every_rank(cache: Path) -> None:
     with SlurmClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(mpi_rank, 7, resource_dict={"cores": 2})
         assert fut.result(timeout=60) == [(0, 2, 7), (1, 2, 7)]
-    script = (cache / fut.key / "run_queue.sh").read_text()
+    script = (job_dir(cache, fut.key) / "run_queue.sh").read_text()
     assert "#SBATCH --ntasks=2" in script and "srun -n 2" in script and "--mpi" in script
 
 
@@ -231,11 +250,11 @@ def test_dependency_chain_is_queued_at_once(cache: Path, calls: Calls) -> None:
     figure("chain of 5 (s)", round(time.monotonic() - t0, 2))
     store = Store(cache, create=False)
     jobs = [job_of(cache, f.key) for f in chain]
-    first_done = (store.read_json(chain[0].key, OUTCOME_JSON) or {})["finished"]
+    first_done = outcome_meta(store.root, chain[0].key)["finished"]
     assert jobs[-1]["queued"] < first_done, "the last link was not queued before the first ran"
     for up, down, fut in zip(jobs[:-1], jobs[1:], chain[1:], strict=True):
         assert down["dependencies"] == [up["job_id"]]
-        script = (cache / fut.key / "run_queue.sh").read_text()
+        script = (job_dir(cache, fut.key) / "run_queue.sh").read_text()
         assert f"--dependency=afterok:{up['job_id']}" in script
         assert "--kill-on-invalid-dep=yes" in script
     assert calls.count("sbatch") == 5
@@ -384,7 +403,7 @@ def _job_ids(cache: Path) -> dict[str, Any]:
     if not cache.is_dir():
         return {}
     store = Store(cache, create=False)
-    return {k: (store.read_json(k, JOB_JSON) or {}).get("job_id") for k in store.keys()}
+    return {k: (store.read_claim(k) or {}).get("job_id") for k in store.keys()}
 
 
 def test_killed_driver_reattaches_without_resubmitting(cache: Path, calls: Calls,
@@ -402,9 +421,9 @@ def test_killed_driver_reattaches_without_resubmitting(cache: Path, calls: Calls
     # the kill may also come between sbatch and recording the id: forget one id
     store = Store(cache, create=False)
     lost = next(k for k in store.keys() if k.startswith("slow"))
-    job = store.read_json(lost, JOB_JSON) or {}
+    job = store.read_claim(lost) or {}
     lost_id, job["job_id"], job["submitted"] = job["job_id"], None, time.time() - 60
-    store.write_json(lost, JOB_JSON, job)
+    store.write_claim(lost, job)
 
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, str(driver), str(cache), "wait"], env=_env(),
@@ -414,7 +433,7 @@ def test_killed_driver_reattaches_without_resubmitting(cache: Path, calls: Calls
     assert "RESULT [0, 10, 20, 30] 60" in out.stdout, out.stdout + out.stderr
     assert "'submit': 0" in out.stdout and "'lookup': 1" in out.stdout, out.stdout
     assert calls.count("sbatch") == 5  # nothing submitted twice
-    assert (store.read_json(lost, JOB_JSON) or {})["job_id"] == lost_id
+    assert job_of(cache, lost)["job_id"] == lost_id
 
 
 def test_second_driver_adopts_the_jobs_of_a_driver_that_dies(cache: Path, calls: Calls,
@@ -505,7 +524,7 @@ def test_a_rank_can_start_srun_inside_its_job(cache: Path) -> None:
         out = exe.submit(nested_srun, 1, resource_dict={"cores": 2}).result(timeout=100)
     assert time.monotonic() - t0 < 60
     assert len(out[0]) == 2 and all(line.startswith("0:") for line in out[0]), out
-    assert "export SLURM_OVERLAP=1" in next(cache.glob("*/run_queue.sh")).read_text()
+    assert "export SLURM_OVERLAP=1" in next((cache / ".jobs").glob("*/run_queue.sh")).read_text()
 
 
 @pytest.mark.parametrize("form", ["on cluster", "semicolon", "warning after", "no id"])

@@ -48,6 +48,8 @@ from .base import Backend, Died, Event, Finished, Started, SubmitFailed, Task
 from .submission import Submitter, env_float, job_name, job_script, runner_argv, tail
 from .tracker import MAX_STATUS_FAILURES, STAT_MAX, STAT_MIN, Backoff, JobTracker, Poll
 
+#: ``XCACHE_KEEP_JOB_DIRS=1``: keep a done call's job script and empty logs (debugging)
+KEEP_JOB_DIRS = os.environ.get("XCACHE_KEEP_JOB_DIRS", "") not in ("", "0")
 GRACE_KILLED = 0.5  # cancelled / time limit / OOM: no result can be coming
 SUBMIT_SETTLE = 3.0  # a claim this fresh may still have an sbatch in flight
 #: a transient submission error (socket timeout, controller busy) is retried after
@@ -350,8 +352,8 @@ class ClusterBackend(Backend):
             job = task.job if isinstance(task.job, Job) else None
             done = finished_event(self.store, key)
             if done is not None:
-                if done.status == DONE:
-                    self.store.tidy_job_dir(key)
+                if done.status == DONE and not KEEP_JOB_DIRS:
+                    tidy_job_dir(self.store.job_dir(key))
                 events.append(done)
                 finished.add(key)
                 changed = True
@@ -465,6 +467,23 @@ class ClusterBackend(Backend):
         if text:
             return f"{what}\n--- last lines of {err} ---\n{text}"
         return f"{what} (nothing on stderr{f': {err}' if err else ''})"
+
+
+def tidy_job_dir(base: str) -> None:
+    """After a job's call is done: drop its script and empty log files, and the
+    directory if nothing is left (a log with something in it stays for the user to
+    read; ``xcache rm``/``prune`` remove it with the entry)."""
+    try:
+        with os.scandir(base) as it:
+            for d in it:
+                try:
+                    if d.name == "run_queue.sh" or d.stat().st_size == 0:
+                        os.unlink(d.path)
+                except OSError:
+                    pass
+        os.rmdir(base)
+    except OSError:
+        pass
 
 
 def log_file(sched: ModuleType, record: dict[str, Any], job_id: str) -> str | None:

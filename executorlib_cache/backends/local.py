@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,11 @@ class LocalBackend(Backend):
         self._by_ident: dict[bytes, _Worker] = {}
         self._sock: zmq.Socket | None = None
         self._dir: str | None = None
+        # named now (made at start()): every claim names it, so that `xcache rm --force`
+        # and terminate_task_in_cache find the worker running a call (liveness.py)
+        self._dir_name = os.path.join(tempfile.gettempdir(),
+                                      f"xcache-{os.getpid()}-{secrets.token_hex(4)}")
+        self.claim_fields = {"workers": self._dir_name}
         self._start_failures = 0
         self.broken: str | None = None
 
@@ -143,7 +149,8 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------- poller side
     def start(self, ctx: zmq.Context) -> None:
-        self._dir = tempfile.mkdtemp(prefix="xcache-")  # 0700: no other user can connect
+        os.mkdir(self._dir_name, 0o700)  # 0700: no other user can connect
+        self._dir = self._dir_name
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.bind(f"ipc://{self._dir}/workers")

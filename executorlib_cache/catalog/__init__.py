@@ -44,6 +44,7 @@ from .maintain import (
     terminate_task_in_cache,
     terminate_tasks_in_cache,
 )
+from .migrate import migrate, migrate_one
 from .report import cache_stats, describe, get_cache_data, graph_from_cache
 from .scanner import FIELDS, Entry, gc_paused, scan
 from .select import (
@@ -63,6 +64,8 @@ from .select import (
 )
 
 __all__ = [
+    "migrate",
+    "migrate_one",
     "ACTIVE", "FIELDS", "FINISHED", "IN_FLIGHT", "SORT_FIELDS", "CatalogError", "Entry",
     "RemovalPlan", "cache_stats", "describe", "execute_removal", "filter_entries",
     "gc_paused", "get_cache_data", "graph_from_cache", "needs_verify", "open_store",

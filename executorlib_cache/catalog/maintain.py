@@ -92,10 +92,20 @@ def _cancel(store: Store, entries: list[Entry]) -> list[str]:
             if e.job_id and e.status != "lost":
                 by_backend.setdefault(backend, []).append(e.job_id)
             continue
+        if e.runner_pid is None and e.owner and e.owner.get("host") == HOST:
+            # a local call: the worker running it says so in the driver's workers dir
+            workers = (store.read_claim(e.key) or {}).get("workers")
+            pid = liveness.local_runner(workers, e.key)
+            if pid is not None:
+                e.runner_pid, e.runner_host = pid, HOST
         if _view(e).runner_alive():
             assert e.runner_pid is not None
             try:
-                os.kill(e.runner_pid, signal.SIGTERM)
+                # its process group: a local worker's MPI ranks go too
+                if e.backend in (None, "local") and os.getpgid(e.runner_pid) == e.runner_pid:
+                    os.killpg(e.runner_pid, signal.SIGTERM)
+                else:
+                    os.kill(e.runner_pid, signal.SIGTERM)
                 killed.append(e.runner_pid)
             except ProcessLookupError:
                 pass
@@ -138,7 +148,7 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
                 if only_finished and now not in FINISHED:
                     notes.append(f"{e.key} became {now} meanwhile; kept")
                     continue
-                if not force and now in IN_FLIGHT and e.status != "lost":
+                if not force and now in IN_FLIGHT and e.status not in ("lost", "corrupt"):
                     notes.append(f"{e.key} became {now} meanwhile; kept (use force)")
                     continue
                 if store.remove(e.key):
@@ -167,7 +177,13 @@ def _empty_trash(store: Store, min_age: float = 3600.0) -> None:
     except OSError:
         return
     for p in old:
-        shutil.rmtree(p, ignore_errors=True)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
 #: temp files older than this are a killed writer's (seconds)

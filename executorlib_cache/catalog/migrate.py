@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import warnings
 
 from .. import legacy
 from ..errors import CorruptEntryError, TamperedEntryError
@@ -85,6 +86,10 @@ def migrate(store: Store) -> dict[str, int]:
     left, ``.format`` says so and the format-1 leftovers (``.locks/``, ``.tmp/``) go.
     Returns counts by outcome.  Safe to interrupt and to run again."""
     counts: dict[str, int] = {}
+    if store.format_info() is None:  # a format-1 cache: the format-2 layout first
+        with warnings.catch_warnings():  # (.format saying v1_entries, shards; a
+            warnings.simplefilter("ignore")  # shard-named entry aside) -- no "migrate!"
+            store.prepare()
     for key in legacy.v1_entry_names(str(store.root)):
         what = migrate_one(store, key)
         counts[what] = counts.get(what, 0) + 1

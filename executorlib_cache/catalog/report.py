@@ -151,7 +151,8 @@ def describe(
         disk_size=e.disk_size,
         logs={},
     )
-    workdir = job.get("working_directory") or store.job_dir(key)
+    workdir = job.get("working_directory") or outcome_meta.get("working_directory") \
+        or store.job_dir(key)
     for stream, name in (("stdout", "job.out"), ("stderr", "job.err")):
         p = job.get(stream) or outcome_meta.get(stream)
         path = Path(str(p)) if p else Path(store.job_dir(key)) / name

@@ -264,22 +264,48 @@ class _Scanner:
         return e
 
 
+_NUMBER = (float, int)
+
+
 def _take_summary(e: Entry, s: dict[str, Any]) -> None:
-    e.function = _text(s.get("function")) or e.function
-    e.module = _text(s.get("module")) or e.module
-    e.submitted = _num(s.get("submitted")) or e.submitted
-    e.dependencies = _deps(s.get("dependencies")) or e.dependencies
-    e.size = _int(s.get("size")) if s.get("size") is not None else e.size
-    e.started = _num(s.get("started")) or e.started
-    e.finished = _num(s.get("finished"))
-    e.runtime = _num(s.get("runtime"))
-    e.host = _text(s.get("host")) or e.host
-    e.job_id = _text(s.get("job_id")) or e.job_id
-    e.backend = _text(s.get("backend")) or e.backend
+    # inline type checks: this runs once per entry of a listing (100,000 times); a
+    # value of the wrong type (a hand-edited file) is left out, never trusted
+    g = s.get
+    x = g("function")
+    if type(x) is str:
+        e.function = x
+    x = g("module")
+    if type(x) is str:
+        e.module = x
+    x = g("submitted")
+    if type(x) in _NUMBER:
+        e.submitted = x
+    x = g("dependencies")
+    if type(x) is list and x:
+        e.dependencies = [d if type(d) is str else str(d) for d in x]
+    x = g("size")
+    if type(x) is int and x >= 0:
+        e.size = x
+    x = g("started")
+    if type(x) in _NUMBER:
+        e.started = x
+    x = g("finished")
+    e.finished = x if type(x) in _NUMBER else None
+    x = g("runtime")
+    e.runtime = x if type(x) in _NUMBER else None
+    x = g("host")
+    if x is not None:
+        e.host = _text(x)
+    x = g("job_id")
+    if x is not None:
+        e.job_id = _text(x)
+    x = g("backend")
+    if x is not None:
+        e.backend = _text(x)
     if e.status == "failed":
-        e.error_type = _text(s.get("error_type"))
-        e.error_message = _text(s.get("error_message"))
-        e.reason = _text(s.get("reason"))
+        e.error_type = _text(g("error_type"))
+        e.error_message = _text(g("error_message"))
+        e.reason = _text(g("reason"))
 
 
 def _take_claim(e: Entry, job: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 from ..claims import confirm_claim, read_claim
 from ..errors import ClaimTimeoutError, TaskDiedError
@@ -218,13 +219,13 @@ class PoolWorker:
             unlink(taken)
             return True
         t0 = time.monotonic()
-        self._run(key)
+        self._run(key, mine)
         self.longest = max(self.longest, time.monotonic() - t0)
         self.tasks += 1
         unlink(taken)  # only now: a worker that dies mid-task leaves it for the driver
         return True
 
-    def _run(self, key: str) -> None:
+    def _run(self, key: str, claim: dict[str, Any]) -> None:
         try:
             payload, meta = self.store.read_task(key)
         except Exception:  # run_entry reads it again and records why it cannot
@@ -234,7 +235,9 @@ class PoolWorker:
         if resources.mpi:
             self._run_mpi(key, resources)
         else:
-            run_entry(self.store, key, payload, meta, backend=self.backend, task_file=True)
+            run_entry(self.store, key, payload, meta, backend=self.backend, task_file=True,
+                      extra_meta={"stdout": self.stdout, "stderr": self.stderr,
+                                  "claim": claim})
 
     def _run_mpi(self, key: str, resources: Resources) -> None:
         """``srun -n N`` / ``flux run -n N`` of the MPI runner inside this allocation."""

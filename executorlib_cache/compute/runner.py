@@ -212,6 +212,7 @@ def run_entry(
     task_meta: dict[str, Any] | None = None,
     backend: str = "local",
     task_file: bool | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> tuple[str, bytes, dict[str, Any]]:
     """Run the entry in this process; return and persist ``(status, payload, meta)``.
 
@@ -221,17 +222,18 @@ def run_entry(
     upstream failed, or a value could not be pickled or unpickled here.  The
     outcome file holds the call too, and the claim goes, and so does the task
     file if ``task_file`` (default: when the call was read from it).
+    ``extra_meta`` joins the outcome's metadata (a pool worker's log files).
     """
     started = time.time()
     job_id = job_id_here(backend)
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id,
-            "backend": backend}
+            "backend": backend, **(extra_meta or {})}
     task = (payload, task_meta) if payload is not None and task_meta is not None else None
     if task_file is None:
         task_file = task is None
     try:
-        if task is None:
-            claims.mark_started(store, key, info, started)
+        if task is None:  # a batch runner: the claim says it began, and is kept
+            info["claim"] = claims.mark_started(store, key, dict(info), started)
             task = store.read_task(key)
         payload, task_meta = task
         fn, value = _call(store, payload, task_meta)
@@ -266,7 +268,7 @@ def run_entry_mpi(store: Store, key: str, backend: str) -> str:
     info = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job_id_here(backend),
             "backend": backend, "ranks": comm.Get_size()}
     if rank == 0 and backend != "local":
-        claims.mark_started(store, key, info, started)
+        info["claim"] = claims.mark_started(store, key, dict(info), started)
     task: tuple[bytes, dict[str, Any]] | None = None
     try:
         payload, task_meta = task = store.read_task(key)

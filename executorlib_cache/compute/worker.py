@@ -92,6 +92,7 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
     worker still runs the calls it holds, then exits.
     """
     store = Store(cache_directory, create=False, dir_mode=dir_mode, file_mode=file_mode)
+    running = RunningFile(address)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 2000)
@@ -114,12 +115,49 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
                 continue
             msg = queue.popleft()
             _send(sock, [b"started", msg[1]])
+            running.set(msg[1])
             _run_one(store, sock, msg)
+            running.set(b"")
             if os.getppid() != parent:  # nobody to serve any more: finish what we hold
                 exiting = True
     finally:
+        running.close()
         sock.close(linger=500)
         ctx.term()
+
+
+class RunningFile:
+    """``<workers dir>/<pid>.running``: the key this worker runs now (empty: none).
+
+    The workers directory is the driver's private socket directory on this host
+    (named in every local claim as ``workers``): ``xcache rm --force`` and
+    ``terminate_task_in_cache`` read it to stop the worker running a call
+    (``liveness.local_runner``).  One ``pwrite`` per call on a local temp
+    directory, nothing on the cache's file system."""
+
+    def __init__(self, address: str) -> None:
+        path = address.removeprefix("ipc://").rsplit("/", 1)[0]
+        try:
+            self.fd: int | None = os.open(f"{path}/{os.getpid()}.running",
+                                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            self.fd = None
+
+    def set(self, key: bytes) -> None:
+        """Say which key runs now (``b""``: none)."""
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, key + (b"\n" if key else b""), 0)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the file (it goes with the workers directory)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _take_messages(sock: zmq.Socket, queue: deque[list[bytes]]) -> bool:

@@ -68,9 +68,20 @@ class Tmpfs:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def remount(self, *opts: str) -> None:
-        subprocess.run(["mount", "-o", ",".join(("remount", *opts)), str(self.path)],
-                       check=True, capture_output=True)
+    def read_only(self) -> None:
+        """Make the file system read-only for every path looked up from now on: a
+        read-only bind mount over it (undone by :meth:`writable`).  ``remount,ro`` of
+        the tmpfs itself is refused ("busy") while any process holds one of its files
+        open for writing, and a process that claimed an entry keeps the cache's
+        ``.lock`` open (its claim locks are POSIX locks on that descriptor)."""
+        p = str(self.path)
+        subprocess.run(["mount", "--bind", p, p], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", p], check=True,
+                       capture_output=True)
+
+    def writable(self) -> None:
+        """Undo :meth:`read_only`."""
+        subprocess.run(["umount", str(self.path)], check=True, capture_output=True)
 
     def fill(self, leave: int) -> Path:
         """Fill the file system up to ``leave`` free bytes; returns the filler file."""
@@ -109,9 +120,12 @@ def tmpfs(tmp_path: Path) -> Iterator[Any]:
 
     yield make
     for path in reversed(mounted):
-        r = subprocess.run(["umount", str(path)], capture_output=True)
-        if r.returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        for _ in range(3):  # a read-only bind left by a failed test, then the tmpfs
+            if not os.path.ismount(path):
+                break
+            r = subprocess.run(["umount", str(path)], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 # ----------------------------------------------------------------- SLURM switch

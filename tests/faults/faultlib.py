@@ -16,6 +16,10 @@ from typing import Any
 
 import h5py
 
+from executorlib_cache.fileio import read_summary
+from executorlib_cache.naming import encode_key
+from executorlib_cache.store import FORMAT_VERSION, Store
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PY = sys.executable
@@ -46,10 +50,23 @@ def work_raises(counter: str, i: int) -> None:
     raise KeyError(f"raised on purpose {i}")
 
 
+def work_dies(counter: str, i: int) -> None:
+    """Its worker is killed (SIGKILL) as it runs: the driver records the death."""
+    work(counter, i)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def work_big(counter: str, i: int) -> bytes:
     """A result above the store's in-memory image limit (written by HDF5 itself)."""
     work(counter, i)
     return bytes([i % 256]) * (1 << 20) + b"tail"
+
+
+def wait_for_file(flag: str, value: Any) -> Any:
+    """Return ``value`` once ``flag`` exists (a call held in flight by the test)."""
+    while not os.path.exists(flag):
+        time.sleep(0.01)
+    return value
 
 
 def executions(counter: Path | str) -> list[int]:
@@ -117,24 +134,72 @@ def xcache_ls(cache: Path | str, *extra: str) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------- entry checks
-H5_FILES = ("task.h5", "result.h5", "error.h5")
-JSON_FILES = ("task.json", "job.json", "started.json", "outcome.json")
+#: format 2: the files of an entry, by kind (``Store.path_of``): HDF5 files with the
+#: datasets each must hold, and the JSON claim
+H5_FILES = {"task": ("task",), "done": ("task", "result"), "failed": ("task", "error")}
+JSON_FILES = ("claim",)
+KINDS = (*H5_FILES, *JSON_FILES)
 
 
-def check_no_false_files(entry: Path) -> list[str]:
-    """Every file under a final name reads as what its name says: a valid HDF5 entry
-    file (format, meta, payload) or a JSON object.  Returns the hidden temp files."""
-    names = set(os.listdir(entry))
-    for name in H5_FILES:
-        if name in names:
-            with h5py.File(entry / name, "r", locking=False) as f:
+def entry_files(cache: Path | str, key: str) -> dict[str, Path]:
+    """{kind: path} of the entry's files under their final names (one stat each)."""
+    store = Store(cache, create=None)
+    found = {k: Path(store.path_of(key, k)) for k in KINDS}
+    return {k: p for k, p in found.items() if os.path.lexists(p)}
+
+
+def temp_files(cache: Path | str, key: str) -> list[str]:
+    """Names in the key's shard that are a writer's temp (or diverted) file of this
+    entry: ``.<enc><suffix>.<host>-<pid>-<rand>.tmp``, ``.<enc><suffix>.diverted``."""
+    store = Store(cache, create=None)
+    shard, enc = Path(store.shard_of(key)), encode_key(key)
+    try:
+        names = os.listdir(shard)
+    except FileNotFoundError:
+        return []
+    prefix = "." + enc[:150]  # a long key's temp name is cut (NAME_MAX)
+    return sorted(n for n in names if n.startswith(prefix)
+                  and (len(enc) > 150 or n[len(prefix):len(prefix) + 1] in (".", "@")))
+
+
+def check_no_false_files(cache: Path | str, key: str) -> list[str]:
+    """Every file of the entry under a final name reads as what its name says: an
+    HDF5 entry file of format 2 (its kind and key in ``meta``, its datasets, a
+    readable listing summary in the user block) or a JSON object.  Returns the
+    entry's temp files (a killed writer's, in its shard)."""
+    for kind, path in entry_files(cache, key).items():
+        if kind in H5_FILES:
+            with h5py.File(path, "r", locking=False) as f:
                 meta = json.loads(bytes(f.attrs["meta"]))
-                assert meta["kind"] in ("task", "done", "failed"), (entry, name, meta)
-                assert f["payload"].shape[0] >= 0
-    for name in JSON_FILES:
-        if name in names:
-            assert isinstance(json.loads((entry / name).read_bytes()), dict), (entry, name)
-    return sorted(n for n in names if n.startswith("."))
+                assert int(f.attrs["format"]) == FORMAT_VERSION, (path, dict(f.attrs))
+                assert meta["kind"] == kind and meta["key"] == key, (path, meta)
+                for name in H5_FILES[kind]:
+                    assert f[name].shape[0] >= 0, (path, name)
+            summary = read_summary(str(path))
+            assert summary is not None and summary["key"] == key, (path, summary)
+        else:
+            assert isinstance(json.loads(path.read_bytes()), dict), path
+    return temp_files(cache, key)
+
+
+def check_finished_clean(cache: Path | str, key: str, kind: str = "done") -> None:
+    """A finished entry is exactly one file in its shard (``kind``: done or failed):
+    no claim, no task file, no temp file of a writer left behind."""
+    files = entry_files(cache, key)
+    assert set(files) == {kind}, f"{key}: files {sorted(files)}, want only {kind}"
+    temps = check_no_false_files(cache, key)
+    assert temps == [], f"{key}: temp files left in its shard: {temps}"
+
+
+def dead_owner() -> dict[str, Any]:
+    """The identity of a process of this host that has exited (a dead claim owner)."""
+    from executorlib_cache.liveness import identity
+
+    proc = subprocess.Popen([PY, "-c", "pass"])
+    owner = identity(proc.pid)
+    proc.wait()
+    owner["start"] = owner["start"] or "0"
+    return owner
 
 
 def work_plus(counter: str, i: int, upstream: int) -> int:

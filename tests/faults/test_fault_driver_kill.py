@@ -6,11 +6,14 @@ Kill moments, all exact (no sleeps): inside a claim lock mid-submit, halfway
 through writing a claim, between writing a claim and handing it to a worker
 (``XCACHE_CRASH_AT`` in the driver), and as the first / a middle / a dependent /
 the last call starts (its worker SIGKILLs the driver: the orphaned workers are
-still finishing their tasks when the new driver starts).
+still finishing their tasks when the new driver starts).  And at every point of
+the one file a local driver writes besides claims: the failed file it records
+when a worker dies or an upstream failed.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -20,8 +23,11 @@ from executorlib_cache import get_cache_data
 from faults.faultlib import (
     DRIVER,
     PY,
+    check_finished_clean,
+    check_no_false_files,
     driver_expected,
     duplicates,
+    entry_files,
     env_with,
     executions,
     parse_results,
@@ -69,6 +75,8 @@ def finish_and_count(tmp_path, cache, counter, counts, label):
     assert sorted(ran) == want_ids
     rows = get_cache_data(cache, check_scheduler=False)
     assert len(rows) == len(want_ids) and {r["status"] for r in rows} == {"done"}
+    for r in rows:  # each one file in its shard: no claim, no temp file left of the kill
+        check_finished_clean(cache, r["key"])
 
 
 MOMENTS = {
@@ -110,3 +118,64 @@ def test_driver_killed_three_times_in_a_row(tmp_path, counts):
         check_after_kill(cache)
     finish_and_count(tmp_path, cache, counter, counts,
                      "2. kill -9 of the driver, tasks in flight (local)")
+
+
+# the driver records failures itself: a call whose worker died, and its dependent
+FAILING = """
+import json, sys
+from executorlib_cache import SingleNodeExecutor
+from faults.faultlib import work, work_dies, work_plus
+
+cache, counter = sys.argv[1], sys.argv[2]
+with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+    dies = exe.submit(work_dies, counter, 1)
+    dependent = exe.submit(work_plus, counter, 1001, dies)
+    fine = exe.submit(work, counter, 2)
+    print("KEYS", json.dumps([dies.key, dependent.key, fine.key]), flush=True)
+    print("RESULTS", json.dumps([type(dies.exception()).__name__,
+                                 type(dependent.exception()).__name__, fine.result()]),
+          flush=True)
+"""
+# (crash point in the driver, which of its failure records: 0 the death, 1 the upstream)
+FAILURE_RECORDS = [(f"error.h5:{when}", n) for n in (0, 1)
+                   for when in ("mid_write", "before_replace", "after_replace")]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("point", "skip"), FAILURE_RECORDS,
+                         ids=[f"{p}-{('death', 'upstream')[n]}" for p, n in FAILURE_RECORDS])
+def test_driver_killed_while_recording_a_failure(point, skip, tmp_path, counts):
+    cache, counter = tmp_path / "cache", tmp_path / "count"
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    cmd = [PY, str(script), str(cache), str(counter)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          env=env_with(XCACHE_CRASH_AT=point, XCACHE_CRASH_SKIP=str(skip)))
+    assert proc.returncode == -9, proc.stderr
+    assert f"crash point {point}" in proc.stderr
+    keys = json.loads(next(ln for ln in proc.stdout.splitlines()
+                           if ln.startswith("KEYS ")).split(" ", 1)[1])
+    hit = keys[skip]  # the entry whose failure was being written
+    check_no_false_files(cache, hit)
+    files = set(entry_files(cache, hit))
+    if point.endswith("after_replace"):  # the new state: recorded (its claim not yet gone)
+        assert "failed" in files and files <= {"failed", "claim"}, files
+    else:  # the old state: claimed, nothing recorded
+        assert files == {"claim"}, files
+    rows = xcache_ls(cache)
+    assert not {k: r for k, r in rows.items() if r["status"] in ("corrupt", "tampered")}
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env_with())
+    assert again.returncode == 0, again.stderr
+    assert parse_results(again.stdout) == ["TaskDiedError", "UpstreamFailedError", 4]
+    ran = executions(counter)
+    # the dying call ran once per driver (a failure is retried), its dependent never,
+    # the good call once
+    assert sorted(ran) == [1, 1, 2], ran
+    counts.add("2. kill -9 of the driver recording a failure (local)", calls=3,
+               duplicates=max(0, ran.count(2) - 1))
+    rows = xcache_ls(cache)
+    assert [rows[k]["status"] for k in keys] == ["failed", "failed", "done"]
+    assert [rows[k]["reason"] for k in keys[:2]] == ["died", "upstream"]
+    for key, kind in zip(keys, ("failed", "failed", "done"), strict=True):
+        check_finished_clean(cache, key, kind)

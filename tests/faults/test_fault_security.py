@@ -5,9 +5,12 @@
   gets a warning.
 * Signing: with a secret, an entry whose HMAC does not match is refused and
   never unpickled (proved with a pickle that would create a marker directory
-  when loaded), listed as ``tampered``, moved aside and recomputed.
+  when loaded), listed as ``tampered``, moved aside and recomputed.  The call's
+  bytes inside a done file are covered through ``task_sha256`` in its signed
+  meta: replaced, they are refused (never unpickled) wherever they are read.
 * Paths: nothing from user input (cache_key, function names, CLI arguments,
-  symlinks in the cache) makes us write or delete outside the cache directory.
+  symlinks in the cache: a shard, an entry's file) makes us write or delete
+  outside the cache directory.
 """
 
 from __future__ import annotations
@@ -25,12 +28,25 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import entry_path
 
 from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
 from executorlib_cache.errors import CorruptEntryError, TamperedEntryError
+from executorlib_cache.naming import split_name
 from executorlib_cache.serialization import dumps
 from executorlib_cache.store import Store
-from faults.faultlib import PY, Marker, env_with, work, xcache, xcache_ls
+from faults.faultlib import (
+    PY,
+    Marker,
+    entry_files,
+    env_with,
+    executions,
+    wait_for,
+    wait_for_file,
+    work,
+    xcache,
+    xcache_ls,
+)
 
 SECRET = "correct horse battery staple"
 
@@ -55,21 +71,36 @@ def umask022():
 def test_everything_is_private_by_default(tmp_path, umask022, monkeypatch):
     monkeypatch.delenv("XCACHE_DIR_MODE", raising=False)
     monkeypatch.delenv("XCACHE_FILE_MODE", raising=False)
-    cache = tmp_path / "cache"
-    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+    cache, flag = tmp_path / "cache", tmp_path / "go"
+    mpi = importlib.util.find_spec("mpi4py") is not None
+    with SingleNodeExecutor(cache_directory=cache, max_workers=2) as exe:
         ok = exe.submit(answer, "x")
-        bad = exe.submit(work, "/nonexistent/dir/counter", 1)  # fails: error.h5
+        bad = exe.submit(work, "/nonexistent/dir/counter", 1)  # fails: a failed file
         assert ok.result(timeout=30) == "the-answer-x"
         assert isinstance(bad.exception(timeout=30), OSError)
+        # the transient files of a call in flight: its claim, and (an MPI call: the
+        # ranks read the call from it) its task file
+        held = exe.submit(wait_for_file, str(flag), "h",
+                          resource_dict={"cores": 2} if mpi else None)
+        transient = [entry_path(cache, held.key, "claim")]
+        if mpi:
+            transient.append(entry_path(cache, held.key, "task"))
+        wait_for(lambda: all(p.exists() for p in transient), 30, "the call's claim and task file")
+        in_flight = {p.name: mode(p) for p in transient}
+        flag.touch()
+        held.result(timeout=60)
         ipc_dir = Path(exe._backend._dir)  # the workers' zmq socket lives in here
         assert mode(ipc_dir) == 0o700
         heartbeat = next((cache / ".drivers").iterdir())
         assert mode(heartbeat) == 0o600
+    assert set(in_flight.values()) == {0o600}, in_flight
     dirs = [cache, *[p for p in cache.rglob("*") if p.is_dir()]]
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert {mode(d) for d in dirs} == {0o700}, {str(d): oct(mode(d)) for d in dirs}
     assert {mode(f) for f in files} == {0o600}, {str(f): oct(mode(f)) for f in files}
-    assert {f.name for f in files} >= {"error.h5", "result.h5", "task.h5", "job.json"}
+    kinds = {k[1] for k in map(split_name, (f.name for f in files)) if k is not None}
+    assert kinds >= {"done", "failed"}, kinds
+    assert {f.name for f in files} >= {".format", ".lock"}
 
 
 @pytest.mark.timeout(60)
@@ -155,7 +186,7 @@ def test_tampered_entries_are_refused_never_loaded(tmp_path, monkeypatch, counts
     no_secret, other = Store(cache, secret=None), Store(cache, secret="not the secret")
     monkeypatch.delenv("XCACHE_SECRET", raising=False)
     for how, key in keys.items():
-        result = cache / key / "result.h5"
+        result = entry_path(cache, key)
         if how == "payload-bytes":
             tag = key_tag(futs, key)
             flip(result, f"the-answer-{tag}".encode(), b"the-answer-999")
@@ -177,7 +208,7 @@ def test_tampered_entries_are_refused_never_loaded(tmp_path, monkeypatch, counts
                 del f.attrs["hmac"]
         elif how == "signed-for-another-key":  # a valid signature, for another entry
             donor = make_signed_entries(tmp_path / "donor", 1)[0]
-            shutil.copyfile(tmp_path / "donor" / donor.key / "result.h5", result)
+            shutil.copyfile(entry_path(tmp_path / "donor", donor.key), result)
 
     env = env_with(XCACHE_SECRET=SECRET)
     monkeypatch.setenv("XCACHE_SECRET", SECRET)
@@ -223,25 +254,51 @@ def test_tampered_task_and_error_files_are_never_loaded(tmp_path, monkeypatch, c
     counter = str(tmp_path / "count")
     monkeypatch.setenv("XCACHE_SECRET", SECRET)
     store, forger = Store(cache), Store(cache, secret="forged")
-    # a pending entry (task.h5 but no claim) whose task is a planted pickle
+    # a pending entry (a task file, no claim) whose call is a planted pickle
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         key = exe.submit(work, counter, 4).key
         exe.submit(work, counter, 4).result(timeout=30)
     store.remove(key)
-    forger.create_entry(key, dumps(Marker(str(marker))), {"resource_dict": {}})
+    forger.write_task(key, dumps(Marker(str(marker))), {"resource_dict": {}})
+    assert xcache_ls(cache)[key]["status"] == "tampered"  # (--verify reads the task file)
     # the standalone runner (what a SLURM job runs) refuses it
     proc = subprocess.run([PY, "-m", "executorlib_cache.compute.runner", str(cache), key],
                           capture_output=True, text=True, timeout=60, env=env_with())
     assert proc.returncode == 1, proc.stderr  # recorded as a failure of this call:
     assert "signature does not match" in store.read_outcome(key).meta["error_message"]
     assert not marker.exists()
-    assert xcache_ls(cache)[key]["status"] == "tampered"  # (--verify reads task.h5)
-    # the executor runs its own payload and replaces the planted task file
+    # the failure (signed by us) replaced the planted task file, and says why
+    assert set(entry_files(cache, key)) == {"failed"}
+    row = xcache_ls(cache)[key]
+    assert row["status"] == "failed" and "signature does not match" in row["error_message"]
+    # the executor runs its own payload (a failure is retried)
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         assert exe.submit(work, counter, 4).result(timeout=30) == 16
     assert not marker.exists()
     store.read_task(key)  # signed again, by us
     assert xcache_ls(cache)[key]["status"] == "done"
+    assert set(entry_files(cache, key)) == {"done"}
+
+    # the call's bytes inside a signed done file replaced by a planted pickle (the
+    # signature covers them through task_sha256): refused wherever they are read; the
+    # signed result itself is intact and is what a hit reads
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        key6 = exe.submit(work, counter, 6).key
+        exe.submit(work, counter, 6).result(timeout=30)
+    with h5py.File(entry_path(cache, key6), "r+", locking=False) as f:
+        del f["task"]
+        f["task"] = np.frombuffer(dumps(Marker(str(marker))), dtype=np.uint8)
+    with pytest.raises(TamperedEntryError, match="digest"):
+        store.read_task(key6)
+    assert xcache_ls(cache)[key6]["status"] == "tampered"
+    show = xcache(cache, "show", key6, "--load", env=env_with(XCACHE_SECRET=SECRET))
+    assert "Traceback" not in show.stderr, show.stderr
+    get_cache_data(cache, load=True, check_scheduler=False)
+    ran = len(executions(counter))
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        assert exe.submit(work, counter, 6).result(timeout=30) == 36
+    assert len(executions(counter)) == ran  # served: the signed result was intact
+    assert not marker.exists()
 
     # a failed entry whose error.h5 is a planted pickle: a failure is retried, the
     # planted exception is never unpickled (not by the executor, not by the catalog)
@@ -257,8 +314,8 @@ def test_tampered_task_and_error_files_are_never_loaded(tmp_path, monkeypatch, c
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         assert isinstance(exe.submit(work, "/nonexistent/x", 5).exception(timeout=30), OSError)
     assert not marker.exists()
-    counts.add("security: tampered signed entries refused (never unpickled)", scenarios=2,
-               calls=2)
+    counts.add("security: tampered signed entries refused (never unpickled)", scenarios=3,
+               calls=3)
 
 
 @pytest.mark.timeout(60)
@@ -315,23 +372,27 @@ def test_no_user_input_writes_or_deletes_outside_the_cache(tmp_path, counts):
             fut = exe.submit(make(name))
             assert fut.result(timeout=30) == name
             assert "/" not in fut.key and not fut.key.startswith(".") and fut.key != ".."
-            assert (cache / fut.key).is_dir()
+            done = entry_path(cache, fut.key)
+            assert done.is_file() and done.parent.parent == cache  # in one of its shards
 
-        # a symlinked entry directory pointing outside: moved aside, never written through
-        os.symlink(outside, cache / "linked_1")
-        with pytest.warns(UserWarning, match="symbolic link"):
-            fut = exe.submit(answer, "l", resource_dict={"cache_key": "linked_1"})
-        assert fut.result(timeout=30) == "the-answer-l"
-        assert (cache / "linked_1").is_dir() and not (cache / "linked_1").is_symlink()
-
-        # a symlinked file inside an entry: replaced or unlinked, its target untouched
+        # an entry's files as symbolic links pointing outside: replaced or unlinked,
+        # never written through, their targets untouched
         fut = exe.submit(work, "/nonexistent/y", 1)  # a failed entry: retried below
         fut.exception(timeout=30)
-        for name in ("job.json", "started.json", "outcome.json"):
-            (cache / fut.key / name).unlink(missing_ok=True)
-            os.symlink(outside / "job.json", cache / fut.key / name)
+        for kind in ("failed", "claim"):
+            entry_path(cache, fut.key, kind).unlink(missing_ok=True)
+            os.symlink(outside / "job.json", entry_path(cache, fut.key, kind))
         assert isinstance(exe.submit(work, "/nonexistent/y", 1).exception(timeout=30),
                           OSError)
+        assert set(entry_files(cache, fut.key)) == {"failed"}
+        assert not entry_path(cache, fut.key, "failed").is_symlink()
+        seed = exe.submit(answer, "s").key
+        exe.submit(answer, "s").result(timeout=30)
+        entry_path(cache, seed).unlink()
+        os.symlink(outside / "precious.txt", entry_path(cache, seed))  # a "done" file
+        with pytest.warns(UserWarning, match="unreadable"):  # moved aside, recomputed
+            assert exe.submit(answer, "s").result(timeout=30) == "the-answer-s"
+        assert not entry_path(cache, seed).is_symlink()
 
     for bad in ("../outside", "..", "../outside/precious.txt", str(outside), "linked_1/..",
                 "*"):
@@ -341,5 +402,24 @@ def test_no_user_input_writes_or_deletes_outside_the_cache(tmp_path, counts):
     with pytest.raises(Exception, match="cache_key|escape|invalid|no entry"):
         get_future_from_cache(cache, "../outside")
     assert snapshot(outside) == before
+
+    # a shard that is a symbolic link pointing outside: moved aside, never written
+    # through (not by a run, not by ``xcache rm``)
+    shard = Path(Store(cache).shard_of("linked_1"))
+    assert not os.listdir(shard)
+    shard.rmdir()
+    os.symlink(outside, shard)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+            fut = exe.submit(answer, "l", resource_dict={"cache_key": "linked_1"})
+            assert fut.result(timeout=30) == "the-answer-l"
+    assert snapshot(outside) == before, "written through a symlinked shard"
+    assert any("symbolic link" in str(w.message) for w in caught), \
+        [str(w.message) for w in caught]
+    assert shard.is_dir() and not shard.is_symlink()
+    proc = xcache(cache, "rm", "--yes", "--force", "linked_1")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert snapshot(outside) == before, "deleted through a symlinked shard"
     assert (outside / "precious.txt").read_text() == "do not touch"
-    counts.add("security: paths from user input stay inside the cache", scenarios=5)
+    counts.add("security: paths from user input stay inside the cache", scenarios=6)

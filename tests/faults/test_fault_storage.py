@@ -1,6 +1,8 @@
 """Fault 5: the cache's file system says no.  A full disk (a small tmpfs filled
-up), a read-only remount, and permission denied (a driver run as ``nobody``
-via ``setpriv``: as root, permission bits are not enforced).
+up), a file system turning read-only (a read-only bind mount over the tmpfs:
+see ``Tmpfs.read_only``), and permission denied (a driver run as ``nobody`` via
+``setpriv``: as root, permission bits are not enforced; a shard of its cache is
+another user's).
 
 Each gives a clear error (at construction, at ``submit()`` or on the future,
 naming the cause), nothing hangs, the executor stays usable, and no partial
@@ -23,8 +25,10 @@ import pytest
 from conftest import skip_unless_ci
 
 from executorlib_cache import SingleNodeExecutor
+from executorlib_cache.store import Store
 from faults.faultlib import (
     check_no_false_files,
+    entry_files,
     env_with,
     executions,
     wait_for,
@@ -48,9 +52,8 @@ def no_debris(cache: Path) -> None:
     """No temp file anywhere; every file under a final name is a valid one."""
     tmp = [p for p in cache.rglob(".*.tmp")]
     assert not tmp, tmp
-    for entry in cache.iterdir():
-        if entry.is_dir() and not entry.name.startswith("."):
-            check_no_false_files(entry)
+    for key in Store(cache, create=None).keys():
+        check_no_false_files(cache, key)
 
 
 @pytest.mark.timeout(60)
@@ -104,7 +107,7 @@ def test_big_result_on_a_full_disk_leaves_no_half_file(tmpfs, tmp_path, counts):
         fut = exe.submit(work_big, counter, 1)  # 1 MB: does not fit
         with pytest.raises(OSError, match="No space left on device"):
             fut.result(timeout=30)
-    assert not (cache / fut.key / "result.h5").exists()
+    assert "done" not in entry_files(cache, fut.key)
     no_debris(cache)
     counts.add("5. disk full / read-only / permission denied", calls=1)
 
@@ -115,21 +118,21 @@ def test_read_only_cache(tmpfs, tmp_path, counts):
     cache, counter = fs.path / "cache", str(tmp_path / "count")
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         assert exe.submit(work, counter, 1).result(timeout=30) == 1
-        fs.remount("ro")
+        fs.read_only()
         try:
             # already cached: served from the read-only cache
             assert exe.submit(work, counter, 1).result(timeout=5) == 1
             with pytest.raises(OSError, match="Read-only file system"):
                 exe.submit(work, counter, 2)
         finally:
-            fs.remount("rw")
+            fs.writable()
         assert exe.submit(work, counter, 2).result(timeout=30) == 4
-    fs.remount("ro")
+    fs.read_only()
     try:
         with pytest.raises(PermissionError, match="not writable"):
             SingleNodeExecutor(cache_directory=cache)
     finally:
-        fs.remount("rw")
+        fs.writable()
     no_debris(cache)
     assert sorted(executions(counter)) == [1, 2]
     counts.add("5. disk full / read-only / permission denied", calls=3)
@@ -139,25 +142,26 @@ def test_read_only_cache(tmpfs, tmp_path, counts):
 def test_cache_turning_read_only_while_a_task_runs(tmpfs, tmp_path, counts):
     fs = tmpfs("4m")
     cache = fs.path / "cache"
-    flag = tmp_path / "go"
+    flag, running = tmp_path / "go", tmp_path / "running"
 
     def wait_for_flag(x):
         import time
 
+        open(running, "w").close()
         while not os.path.exists(flag):
             time.sleep(0.01)
         return x
 
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         fut = exe.submit(wait_for_flag, 5)
-        wait_for(lambda: (cache / fut.key / "started.json").exists(), 30, "the task to start")
-        fs.remount("ro")
+        wait_for(running.exists, 30, "the task to start")
+        fs.read_only()
         try:
             flag.touch()
             with pytest.raises(OSError, match="Read-only file system"):
                 fut.result(timeout=30)
         finally:
-            fs.remount("rw")
+            fs.writable()
         assert exe.submit(wait_for_flag, 6).result(timeout=30) == 6
     no_debris(cache)
     counts.add("5. disk full / read-only / permission denied", calls=2)
@@ -229,8 +233,14 @@ def test_permission_denied_as_another_user(shared_tmp, counts):
     os.chown(mine, 65534, 65534)
     script = shared_tmp / "driver.py"
     script.write_text(textwrap.dedent(AS_NOBODY))
-    # an entry directory the driver may not enter (e.g. made by another user)
-    (mine / "locked_1").mkdir(mode=0o700)
+    # the cache is the driver's, but the shard of locked_1 is another user's (0700): an
+    # entry there may not be written
+    store = Store(mine)
+    for p in [mine, *mine.rglob("*")]:
+        os.chown(p, 65534, 65534)
+    locked = Path(store.shard_of("locked_1"))  # (not the shard of the script's add(2, 2))
+    os.chown(locked, 0, 0)
+    locked.chmod(0o700)
     proc = subprocess.run([*AS_NOBODY_CMD, python, str(script), str(shared_tmp)],
                           capture_output=True, text=True, timeout=60, env=env, cwd=shared_tmp)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,161 @@
+"""Format 2 and the caches users already have (issue 14, item 5).
+
+``tests/data/v1_cache.tar.gz`` is a real format-1 cache written by the last
+format-1 version (``tests/data/make_v1_cache.py``).  Its finished entries must be
+cache hits for this version -- never silently recomputed -- and ``xcache migrate``
+must convert it in place, entry by entry, resumably after a kill.  Also the shape
+of a format-2 cache: one file per finished entry, a fixed lock file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import entry_path
+
+from executorlib_cache import SingleNodeExecutor, catalog
+from executorlib_cache.errors import TamperedEntryError
+from executorlib_cache.store import Store
+
+DATA = Path(__file__).parent / "data"
+sys.path.insert(0, str(DATA))
+from v1_funcs import fail, square  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+V1_KEYS = 5  # square(0..3) and cache_key "ab" done; fail(1) failed (+ an orphan claim)
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> Path:
+    """A copy of the format-1 caches: ``plain/`` and ``signed/`` (secret "s3cret")."""
+    with tarfile.open(DATA / "v1_cache.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path
+
+
+def counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    counter = tmp_path / "ran.txt"
+    monkeypatch.setenv("XCACHE_V1_COUNTER", str(counter))
+    monkeypatch.setenv("PYTHONPATH", f"{DATA}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return counter
+
+
+def run_all(cache: Path, secret: str | None = None) -> list[object]:
+    with SingleNodeExecutor(cache_directory=cache, secret=secret) as exe:
+        futs = [exe.submit(square, i) for i in range(4)]
+        futs.append(exe.submit(square, 7, resource_dict={"cache_key": "ab"}))
+        futs.append(exe.submit(fail, 1))
+        return [f.exception(timeout=60) or f.result() for f in futs]
+
+
+def test_format_1_entries_are_hits_with_one_warning(v1: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = counted(tmp_path, monkeypatch)
+    with pytest.warns(UserWarning, match="format-1 entries") as caught:
+        out = run_all(v1 / "plain")
+    assert [w for w in caught if "format-1" in str(w.message)][1:] == []  # once
+    assert out[:5] == [0, 1, 4, 9, 49]
+    assert isinstance(out[5], ValueError)  # a failure is retried, as in format 1
+    assert not counter.exists() or "7" not in counter.read_text()
+    ran = counter.read_text().split() if counter.exists() else []
+    assert ran == [], f"format-1 results were computed again: {ran}"
+    assert (v1 / "plain" / ".format").is_file()
+    assert json.loads((v1 / "plain" / ".format").read_text())["v1_entries"] is True
+    # the shard-named entry "ab" was moved aside, and is still read
+    assert (v1 / "plain" / ".v1-ab").is_dir()
+    rows = {r["key"]: r for r in catalog.get_cache_data(v1 / "plain")}
+    assert rows["ab"]["status"] == "done"
+    assert sum(r["status"] == "done" for r in rows.values()) == V1_KEYS
+
+
+def test_xcache_ls_reads_a_format_1_cache_without_changing_it(v1: Path) -> None:
+    before = sorted(p.name for p in (v1 / "plain").iterdir())
+    rows = {r["key"]: r for r in catalog.get_cache_data(v1 / "plain", verify=True)}
+    assert sorted(r["status"] for r in rows.values()) == ["done"] * V1_KEYS + ["failed"]
+    assert rows["ab"]["function"] == "square" and rows["ab"]["runtime"] is not None
+    assert sorted(p.name for p in (v1 / "plain").iterdir()) == before  # read only
+
+
+def test_migrate_converts_in_place(v1: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = v1 / "plain"
+    counts = catalog.migrate(Store(cache, create=False))
+    assert counts == {"migrated": V1_KEYS + 1, "dropped": 1}  # the orphan claim dropped
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == \
+        [f"{i:02x}" for i in range(256)]
+    assert not (cache / ".locks").exists()
+    assert json.loads((cache / ".format").read_text()) == {"format": 2, "v1_entries": False}
+    store = Store(cache, create=False)
+    assert store.read_hit("ab").payload  # type: ignore[union-attr]
+    assert entry_path(cache, "ab").is_file()
+    payload, meta = store.read_task("ab")  # the call came along
+    assert meta["function"] == "square" and payload
+    counter = counted(tmp_path, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no format-1 warning any more
+        out = run_all(cache)
+    assert out[:5] == [0, 1, 4, 9, 49] and not counter.exists()
+    assert catalog.migrate(Store(cache, create=False)) == {}  # nothing left: a no-op
+
+
+def test_migrate_resumes_after_a_kill(v1: Path) -> None:
+    """Killed right after writing the 3rd format-2 file (before its old directory
+    went): a second run finishes; nothing is lost or duplicated."""
+    cache = v1 / "plain"
+    code = ("import sys; from executorlib_cache import catalog; "
+            "from executorlib_cache.store import Store; "
+            "catalog.migrate(Store(sys.argv[1], create=False))")
+    env = {**os.environ, "XCACHE_CRASH_AT": "result.h5:after_replace", "XCACHE_CRASH_SKIP": "2"}
+    proc = subprocess.run([sys.executable, "-c", code, str(cache)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    rows = catalog.get_cache_data(cache)  # mid-migration: every entry still readable
+    assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
+    counts = catalog.migrate(Store(cache, create=False))
+    assert counts.get("present", 0) == 1  # the one killed between its two steps
+    assert counts.get("migrated", 0) >= 1 and "corrupt" not in counts, counts
+    rows = catalog.get_cache_data(cache, verify=True)
+    assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
+    assert json.loads((cache / ".format").read_text())["v1_entries"] is False
+
+
+def test_migrate_keeps_signatures(v1: Path) -> None:
+    cache = v1 / "signed"
+    with pytest.raises(TamperedEntryError):  # format 1 signed it: a wrong secret is refused
+        Store(cache, create=False, secret="wrong").read_hit("ab")
+    counts = catalog.migrate(Store(cache, create=False, secret="s3cret"))
+    assert counts == {"migrated": V1_KEYS + 1}
+    assert Store(cache, create=False, secret="s3cret").read_hit("ab") is not None
+    with pytest.raises(TamperedEntryError):
+        Store(cache, create=False, secret="wrong").read_hit("ab")
+    with pytest.raises(TamperedEntryError):
+        Store(cache, create=False, secret="other").read_task("ab")
+
+
+def test_a_finished_entry_is_one_file_and_locks_do_not_grow(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with SingleNodeExecutor(cache_directory=cache, max_workers=2) as exe:
+        futs = [exe.submit(square, i) for i in range(50)]
+        assert [f.result(timeout=60) for f in futs] == [i * i for i in range(50)]
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    entries = [p for p in files if p.parent.parent == cache and len(p.parent.name) == 2]
+    assert len(entries) == 50
+    others = sorted(str(p.relative_to(cache)) for p in files if p not in entries)
+    assert others == [".format", ".lock"], others  # no cache hit: no usage log
+
+
+def test_xcache_migrate_command(v1: Path) -> None:
+    cmd = [sys.executable, "-m", "executorlib_cache", "--cache-dir", str(v1 / "plain"),
+           "migrate"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "6 migrated" in first.stdout and "1 dropped" in first.stdout, first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout
