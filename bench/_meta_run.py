@@ -14,8 +14,12 @@ prints one JSON line.  Unlike ``cases_*.py`` nothing else touches CACHE here: no
   the same local HDF5 file-cache path as ``cases_executorlib.py``.
 
 ``inc`` is defined here, in ``__main__``, so both libraries pickle it by value.
-Cases are a table (``CASES``) so that e.g. a packed SLURM case can be added later;
-``fill`` makes the cache a warm run of ``trivial`` hits.
+Cases are a table (``CASES``): ``trivial`` (above); ``fill`` makes the cache a warm
+run of ``trivial`` hits; ``packed`` (ours only): the same N calls through
+``SlurmClusterExecutor(cache_directory=CACHE, max_workers=W)``, i.e. W worker jobs
+on the local SLURM that take the calls from the pool queue (``bench_packed.py``
+counts its operations with the slowfs daemon: strace cannot follow processes that
+slurmd starts).
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ def inc(x):
     return x + 1
 
 
-def make_executor(side: str, cache_dir: str, workers: int):
+def make_executor(side: str, cache_dir: str, workers: int, packed: bool = False):
+    if side == "ours" and packed:
+        from executorlib_cache import SlurmClusterExecutor
+
+        return SlurmClusterExecutor(cache_directory=cache_dir, max_workers=workers)
+    if packed:
+        raise ValueError("packed: ours only (executorlib's SlurmClusterExecutor cannot pack)")
     if side == "ours":
         from executorlib_cache import SingleNodeExecutor
 
@@ -45,7 +55,7 @@ def make_executor(side: str, cache_dir: str, workers: int):
 def trivial(args) -> dict:
     """N independent ``inc(i)``: wall time from creating the executor to leaving it."""
     t0 = time.perf_counter()
-    with make_executor(args.side, args.dir, args.workers) as exe:
+    with make_executor(args.side, args.dir, args.workers, args.case == "packed") as exe:
         futs = [exe.submit(inc, i) for i in range(args.n)]
         t_submit = time.perf_counter() - t0
         out = [f.result() for f in futs]
@@ -72,7 +82,7 @@ def fill(args) -> dict:
     return cases_executorlib.fill(args)
 
 
-CASES = {"trivial": trivial, "fill": fill}
+CASES = {"trivial": trivial, "fill": fill, "packed": trivial}
 
 
 def main() -> None:
@@ -81,7 +91,8 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), default="trivial")
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--dir", required=True, help="the cache directory (prepared by the caller)")
-    ap.add_argument("--workers", type=int, default=2, help="ours: max_workers (2)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="ours: max_workers (2): local workers, or worker jobs (packed)")
     args = ap.parse_args()
     # import the library before the clock starts, as cases_*.py do
     if args.side == "ours":

@@ -82,7 +82,29 @@ def control_path(mountpoint: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------- daemon
 
 
-def _make_operations(root: str, delay_s: float, data_delay_s: float):
+def proc_chain(pid: int) -> list[list]:
+    """``[[pid, comm], [parent, comm], ...]`` up to pid 1, from ``/proc`` (``pid`` may
+    be a thread id: the chain starts at its thread group).  Empty if ``pid`` is gone."""
+    chain: list[list] = []
+    seen = set()
+    while pid > 0 and pid not in seen and len(chain) < 64:
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
+        except OSError:
+            break
+        tgid = int(fields.get("Tgid", pid))
+        if tgid != pid and not chain:  # a thread: start at its process
+            pid = tgid
+            continue
+        chain.append([pid, fields.get("Name", "?").strip()])
+        pid = int(fields.get("PPid", "0"))
+    return chain
+
+
+def _make_operations(root: str, delay_s: float, data_delay_s: float,
+                     by_process: bool = False):
     import mfusepy  # only the daemon needs the FUSE library
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -99,11 +121,33 @@ def _make_operations(root: str, delay_s: float, data_delay_s: float):
             self.errors: Counter[str] = Counter()
             self._lock = threading.Lock()
             self.started = time.time()
+            # --by-process: requester pid (a thread id) -> its process and ancestry
+            self.by_process = by_process
+            self.proc_counts: dict[int, Counter[str]] = {}
+            self.proc_chain: dict[int, list[list]] = {}
+            self._tid_proc: dict[int, int] = {}
 
         # -- bookkeeping
+        def _requester(self) -> int:
+            """The process (thread group) that made the current request: its chain is
+            read from /proc the first time a thread id is seen (0: the kernel itself,
+            e.g. a release after the process exited, or a process already gone)."""
+            tid = mfusepy.fuse_get_context()[2]
+            proc = self._tid_proc.get(tid)
+            if proc is None:
+                chain = proc_chain(tid) if tid > 0 else []
+                proc = chain[0][0] if chain else 0
+                with self._lock:
+                    self._tid_proc[tid] = proc
+                    self.proc_chain.setdefault(proc, chain)
+            return proc
+
         def _op(self, name: str, delay: float) -> None:
+            proc = self._requester() if self.by_process else None
             with self._lock:
                 self.counts[name] += 1
+                if proc is not None:
+                    self.proc_counts.setdefault(proc, Counter())[name] += 1
             if delay > 0:
                 time.sleep(delay)
 
@@ -119,10 +163,15 @@ def _make_operations(root: str, delay_s: float, data_delay_s: float):
         def snapshot(self, reset: bool = False) -> dict:
             with self._lock:
                 counts, errors = dict(self.counts), dict(self.errors)
+                procs = {str(p): {"counts": dict(c), "chain": self.proc_chain.get(p, [])}
+                         for p, c in self.proc_counts.items()}
                 if reset:
                     self.counts.clear()
                     self.errors.clear()
-            return {
+                    self.proc_counts.clear()
+                    self._tid_proc.clear()  # pids are reused: look them up again
+            extra = {"by_process": procs} if self.by_process else {}
+            return extra | {
                 "counts": counts,
                 "errors": errors,
                 "metadata_ops": sum(v for k, v in counts.items() if k in META_OPS),
@@ -366,9 +415,10 @@ class _Control(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def serve(backing: str, mountpoint: str, delay_ms: float, data_delay_ms: float,
           entry_timeout: float, attr_timeout: float, negative_timeout: float,
-          stats_file: str | None, debug: bool) -> int:
+          stats_file: str | None, debug: bool, by_process: bool = False) -> int:
     """Mount in the foreground (multithreaded libfuse loop) until unmounted."""
-    ops, fuse_cls = _make_operations(backing, delay_ms / 1e3, data_delay_ms / 1e3)
+    ops, fuse_cls = _make_operations(backing, delay_ms / 1e3, data_delay_ms / 1e3,
+                                     by_process)
     sock = control_path(mountpoint)
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
@@ -448,7 +498,7 @@ def unmount(mountpoint: str | os.PathLike, timeout: float = 20) -> None:
 
 
 def _serve_cmd(backing, mountpoint, delay_ms, data_delay_ms, timeouts, stats_file,
-               python) -> list[str]:
+               python, by_process=False) -> list[str]:
     cmd = [python or sys.executable, str(Path(__file__).resolve()), "serve",
            str(backing), str(mountpoint), "--delay-ms", str(delay_ms),
            "--data-delay-ms", str(data_delay_ms),
@@ -456,12 +506,14 @@ def _serve_cmd(backing, mountpoint, delay_ms, data_delay_ms, timeouts, stats_fil
            "--negative-timeout", str(timeouts[2])]
     if stats_file:
         cmd += ["--stats-file", str(stats_file)]
+    if by_process:
+        cmd.append("--by-process")
     return cmd
 
 
 def start_daemon(backing, mountpoint, delay_ms=1.0, data_delay_ms=0.0,
                  timeouts=(0.0, 0.0, 0.0), stats_file=None, python=None,
-                 log=None) -> subprocess.Popen:
+                 log=None, by_process=False) -> subprocess.Popen:
     """Start ``slowfs.py serve`` in its own session; return once the mount answers."""
     Path(backing).mkdir(parents=True, exist_ok=True)
     Path(mountpoint).mkdir(parents=True, exist_ok=True)
@@ -469,7 +521,7 @@ def start_daemon(backing, mountpoint, delay_ms=1.0, data_delay_ms=0.0,
         raise RuntimeError(f"{mountpoint} is already a slowfs mount")
     out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(_serve_cmd(backing, mountpoint, delay_ms, data_delay_ms,
-                                       timeouts, stats_file, python),
+                                       timeouts, stats_file, python, by_process),
                             stdout=out, stderr=out if log else subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + MOUNT_TIMEOUT
@@ -521,17 +573,21 @@ class SlowMount(os.PathLike):
 def slow_mount(delay_ms: float = 1.0, backing: str | os.PathLike | None = None,
                mountpoint: str | os.PathLike | None = None, data_delay_ms: float = 0.0,
                timeouts: tuple[float, float, float] = (0.0, 0.0, 0.0),
-               python: str | None = None, log: str | os.PathLike | None = None):
+               python: str | None = None, log: str | os.PathLike | None = None,
+               by_process: bool = False):
     """Mount a slowfs for the ``with`` block (temporary backing/mount dirs by default),
     unmount it and stop the daemon afterwards, also on errors.  ``python``: the
     interpreter that runs the daemon (needs mfusepy; default this one).
-    ``timeouts``: the kernel's (entry, attr, negative) cache timeouts in seconds."""
+    ``timeouts``: the kernel's (entry, attr, negative) cache timeouts in seconds.
+    ``by_process``: the counters also per requesting process, with its ancestry
+    (``stats()["by_process"]``)."""
     tmp = None
     if backing is None or mountpoint is None:
         tmp = Path(tempfile.mkdtemp(prefix="slowfs-"))
     b = Path(backing) if backing is not None else tmp / "backing"
     mp = Path(mountpoint) if mountpoint is not None else tmp / "mnt"
-    proc = start_daemon(b, mp, delay_ms, data_delay_ms, timeouts, python=python, log=log)
+    proc = start_daemon(b, mp, delay_ms, data_delay_ms, timeouts, python=python, log=log,
+                        by_process=by_process)
     try:
         yield SlowMount(mp, b, proc)
     finally:
@@ -569,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--negative-timeout", type=float, default=0.0,
                        help="kernel negative lookup cache timeout, s (0)")
         p.add_argument("--stats-file", help="write the counters (JSON) here at unmount")
+        p.add_argument("--by-process", action="store_true",
+                       help="also count per requesting process, with its ancestry "
+                       "(pid, name) up to pid 1: tells a driver from SLURM job steps")
         if name == "mount":
             p.add_argument("--log", help="daemon output (default: discarded)")
         else:
@@ -582,11 +641,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.cmd == "serve":
         return serve(a.backing, a.mountpoint, a.delay_ms, a.data_delay_ms, a.entry_timeout,
-                     a.attr_timeout, a.negative_timeout, a.stats_file, a.debug)
+                     a.attr_timeout, a.negative_timeout, a.stats_file, a.debug,
+                     a.by_process)
     if a.cmd == "mount":
         proc = start_daemon(a.backing, a.mountpoint, a.delay_ms, a.data_delay_ms,
                             (a.entry_timeout, a.attr_timeout, a.negative_timeout),
-                            a.stats_file, log=a.log or os.devnull)
+                            a.stats_file, log=a.log or os.devnull, by_process=a.by_process)
         print(f"mounted {a.backing} on {a.mountpoint} (delay {a.delay_ms} ms, "
               f"daemon pid {proc.pid})")
         return 0

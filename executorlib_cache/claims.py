@@ -166,20 +166,25 @@ def claim_token(job: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- claiming
 def claim(store: Store, key: str, backend: Claimant, payload: bytes,
-          meta: dict[str, Any]) -> str:
+          meta: dict[str, Any], recompute: bool = False) -> str:
     """Check-write-record under the entry's claim lock, for ``submit()``.
 
     Returns ``"hit"`` (a result appeared: use it), ``"attached"`` (another live
     process owns it: watch its files), ``"adopted"`` (its owner died, its scheduler
     job may still run: the backend tracks it) or ``"owned"`` (this process claimed
     it; ``@task.h5`` is written unless the backend's worker is handed the call).
-    A failed or lost attempt is replaced: failures are not cache hits.  Lookups
+    A failed or lost attempt is replaced: failures are not cache hits.  With
+    ``recompute`` a done entry is taken out (its file renamed away: a reader sees
+    the old result or none, never half) and claimed afresh.  Lookups
     under the lock for a new key: 3 (done, failed, claim).
     Raises :class:`~executorlib_cache.errors.ClaimTimeoutError` when another live
     process holds the lock too long.
     """
     with store.claim(key):
         finished = store.finished(key)
+        if finished == DONE and recompute:
+            store.discard(key, DONE)
+            finished = None
         if finished == DONE:
             return "hit"
         if finished is None:

@@ -53,6 +53,7 @@ class _ClusterExecutor(BaseExecutor):
         dir_mode: int | None = None,
         file_mode: int | None = None,
         progress: bool = False,
+        recompute: bool = False,
     ) -> None:
         """executorlib's parameters in executorlib's order (see :class:`BaseExecutor`
         for the ones shared with ``SingleNodeExecutor``); here:
@@ -88,7 +89,7 @@ class _ClusterExecutor(BaseExecutor):
             block_allocation, init_function, disable_dependencies, refresh_rate,
             plot_dependency_graph, plot_dependency_graph_filename, export_workflow_filename,
             log_obj_size, wait, 0, openmpi_oversubscribe, secret=secret, dir_mode=dir_mode,
-            file_mode=file_mode, progress=progress)
+            file_mode=file_mode, progress=progress, recompute=recompute)
 
     def _make_backend(self, max_workers: int | None, max_cores: int | None) -> Backend:
         sched = dialect(self.scheduler)

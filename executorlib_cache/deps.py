@@ -77,6 +77,42 @@ def replace_futures(obj: Any, found: dict[str, Future]) -> Any:
     return _map_leaves(obj, leaf)
 
 
+def foreign_futures(obj: Any, is_foreign: Callable[[Future], bool]) -> list[Future]:
+    """The futures inside ``obj`` (list/tuple/dict, batches) for which ``is_foreign``:
+    futures of an executor on another cache directory, whose values this cache's
+    runners cannot load by key."""
+    found: list[Future] = []
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, Future):
+            members = getattr(x, "batch_members", None)
+            for m in members if members is not None else [x]:
+                root = getattr(m, "root_future", m)
+                if is_foreign(root):
+                    found.append(m)
+        return x
+
+    _map_leaves(obj, leaf)
+    return found
+
+
+def inline_futures(obj: Any, which: list[Future]) -> Any:
+    """``obj`` with the futures of ``which`` (all done) replaced by their values;
+    a failed one raises its exception."""
+    ids = {id(f) for f in which}
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, Future):
+            members = getattr(x, "batch_members", None)
+            if members is not None and any(id(m) in ids for m in members):
+                return [leaf(m) for m in members]
+            if id(x) in ids:
+                return x.result()
+        return x
+
+    return _map_leaves(obj, leaf)
+
+
 def inline_done_futures(obj: Any, pending_message: str) -> Any:
     """``obj`` with every future (also inside list/tuple/dict) replaced by its value:
     ``disable_dependencies=True``.  Raises ``ValueError(pending_message)`` for a future

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import inspect
 import os
 import platform
 import reprlib
@@ -22,7 +23,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from typing import Any, Literal
 
 import cloudpickle
@@ -31,8 +32,8 @@ from . import claims
 from ._version import __version__
 from .backends.base import Backend, Task
 from .backends.local import LocalBackend
-from .deps import inline_done_futures, replace_futures
-from .errors import BrokenExecutor, CorruptEntryError
+from .deps import foreign_futures, inline_done_futures, inline_futures, replace_futures
+from .errors import BrokenExecutor, CorruptEntryError, UpstreamFailedError
 from .fileio import HOST
 from .future import BatchFuture, CacheFuture, batched
 from .graph import GraphRecorder
@@ -92,6 +93,17 @@ class BaseExecutor(Executor):
     keyword-only after them.  ``docs/migration.md`` lists what each option does here.
     """
 
+    _init_call: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every executor remembers the arguments it was made with (the outermost
+        ``__init__`` of its class): a per-call ``cache_directory`` gets an executor of
+        the same kind and options on that directory (:meth:`_executor_for`)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        cls.__init__ = _remembering(cls.__init__)  # type: ignore[method-assign]
+
     def __init__(
         self,
         max_workers: int | None = None,
@@ -115,6 +127,7 @@ class BaseExecutor(Executor):
         dir_mode: int | None = None,
         file_mode: int | None = None,
         progress: bool = False,
+        recompute: bool = False,
     ) -> None:
         """``max_workers``: worker processes (default: the CPU count, or ``max_cores``).
         ``cache_directory``: where entries live (default ``$XCACHE_DIR``, else ``.xcache``).
@@ -135,6 +148,8 @@ class BaseExecutor(Executor):
         ``wait=False``: every shutdown, also leaving ``with``, is ``shutdown(wait=False)``.
         ``openmpi_oversubscribe``: default of ``resource_dict["openmpi_oversubscribe"]``.
         ``progress``: a live bar of done/cached/failed/running calls (terminal only).
+        ``recompute``: run every call again once, even if its result is cached (for
+        impure calls; per call: ``resource_dict={"recompute": True}``).
         ``secret``: sign every entry (default: env ``XCACHE_SECRET``/``XCACHE_SECRET_FILE``).
         ``dir_mode``/``file_mode``: permissions of the cache's directories and files
         (default 0o700/0o600, or env ``XCACHE_DIR_MODE``/``XCACHE_FILE_MODE``; the umask
@@ -167,6 +182,9 @@ class BaseExecutor(Executor):
         self._heartbeat = Heartbeat(self._store.root, self._store.file_mode)
         self._shutdown_lock = threading.Lock()
         self._hits: list[str] = []  # keys read from the cache, logged at shutdown (LRU)
+        self._recompute = bool(recompute)
+        self._recomputed: set[str] = set()  # once per key and executor
+        self._others: dict[str, BaseExecutor] = {}  # per-call cache_directory
         self._closed = False
         self._observers_closed = False
         self._wait = bool(wait)
@@ -212,7 +230,25 @@ class BaseExecutor(Executor):
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r:.80}")
         resources = merge_resources(self._resources, resource_dict)
+        directory = resources.pop("cache_directory", None)
+        if directory is not None and directory != str(self._store.root):
+            other = self._executor_for(directory)
+            return other.submit(fn, *args, resource_dict={
+                **(resource_dict or {}), "cache_directory": directory}, **kwargs)
+        recompute = resources.pop("recompute", False) or self._recompute
         self._backend.validate(resources)
+        foreign = foreign_futures((args, kwargs), self._is_foreign)
+        if foreign:  # futures of an executor on another cache: their values, once done
+            pending = [f for f in foreign if not f.done()]
+            if pending:
+                return self._after(pending, fn, args, kwargs, resource_dict)
+            try:
+                args, kwargs = inline_futures((args, kwargs), foreign)
+            except BaseException as e:
+                failed = CacheFuture("")
+                failed.set_exception(UpstreamFailedError.because(
+                    getattr(foreign[0], "key", "?"), e))
+                return failed
         passed = (args, kwargs)  # as given, futures included (the exported workflow)
         if self._disable_dependencies:
             try:
@@ -227,15 +263,19 @@ class BaseExecutor(Executor):
         kwargs = replace_futures(kwargs, deps)
         key = resources.pop("cache_key", None) or _key_of(fn, args, kwargs)
         future = CacheFuture(key)
+        future.cache_root = str(self._store.root)
         self._observe(future, fn, deps)
         if self._workflow is not None:
             self._workflow.add(future, fn, *passed)
-        if self._resolve_from_cache(future):
+        recompute = recompute and key not in self._recomputed
+        if not recompute and self._resolve_from_cache(future):
             return future
         payload = dumps_call(fn, args, kwargs)
         meta = self._task_meta(key, fn, args, kwargs, resources, list(deps), len(payload))
         try:
-            mode = claims.claim(self._store, key, self._backend, payload, meta)
+            mode = claims.claim(self._store, key, self._backend, payload, meta,
+                                recompute=recompute)
+            self._recomputed.update([key] if recompute else [])
             if mode == "hit" and self._resolve_from_cache(future):
                 return future
             future._on_cancel = self._poller.cancel
@@ -291,6 +331,62 @@ class BaseExecutor(Executor):
             self._hits = []
         return future.set_outcome(outcome.status, outcome.payload, outcome.meta, cached=True)
 
+    def _is_foreign(self, f: Any) -> bool:
+        root = getattr(f, "cache_root", None)
+        return root is not None and root != str(self._store.root)
+
+    def _executor_for(self, directory: str) -> BaseExecutor:
+        """An executor like this one on ``directory`` (``resource_dict["cache_directory"]``),
+        made on first use with this one's options and shut down with it."""
+        other = self._others.get(directory)
+        if other is None:
+            bound = inspect.signature(type(self).__init__).bind(
+                self, *self._init_call[0], **self._init_call[1])
+            options = {k: v for k, v in bound.arguments.items() if k != "self"}
+            options.update(cache_directory=directory, plot_dependency_graph=False,
+                           plot_dependency_graph_filename=None, export_workflow_filename=None,
+                           progress=False)
+            other = self._others[directory] = type(self)(**options)
+        return other
+
+    def _after(self, pending: list[Future], fn: Callable[..., Any], args: tuple,
+               kwargs: dict, resource_dict: dict[str, Any] | None) -> CacheFuture:
+        """Submit once ``pending`` (futures of another cache) are done: a future that
+        follows the call submitted then (its ``key`` is set at that moment)."""
+        proxy = CacheFuture("")
+        proxy.cache_root = str(self._store.root)
+        left = [len(pending)]
+        lock = threading.Lock()
+
+        def ready(_: Future) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            try:
+                real = self.submit(fn, *args, resource_dict=resource_dict, **kwargs)
+            except BaseException as e:
+                if proxy.set_running_or_notify_cancel():
+                    proxy.set_exception(e)
+                return
+            proxy.key = real.key
+
+            def done(r: Future) -> None:
+                if not proxy.set_running_or_notify_cancel():
+                    return
+                if r.cancelled():
+                    proxy.set_exception(CancelledError())
+                elif r.exception() is not None:
+                    proxy.set_exception(r.exception())
+                else:
+                    proxy.set_result(r.result())
+
+            real.add_done_callback(done)
+
+        for f in pending:
+            f.add_done_callback(ready)
+        return proxy
+
     def _observe(self, future: CacheFuture, fn: Any, deps: dict[str, Any]) -> None:
         if self._progress is not None:
             self._progress.add(future)
@@ -331,6 +427,8 @@ class BaseExecutor(Executor):
         the management thread crashed.
         """
         wait = wait and self._wait  # wait=False in the constructor: never wait
+        for other in list(getattr(self, "_others", {}).values()):
+            other.shutdown(wait, cancel_futures=cancel_futures)
         with self._shutdown_lock:
             first = not self._closed
             self._closed = True
@@ -442,6 +540,22 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return str(os.getuid())
+
+
+def _remembering(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that first records its arguments as ``self._init_call`` (only the
+    outermost ``__init__`` of a class records: a subclass's, not ``super()``'s)."""
+
+    @functools.wraps(init)  # keeps the signature (inspect follows __wrapped__)
+    def remembering(self: Any, *args: Any, **kw: Any) -> None:
+        if not hasattr(self, "_init_call"):
+            self._init_call = (args, kw)
+        init(self, *args, **kw)
+
+    return remembering
+
+
+BaseExecutor.__init__ = _remembering(BaseExecutor.__init__)  # type: ignore[method-assign]
 
 
 class SingleNodeExecutor(BaseExecutor):

@@ -14,7 +14,7 @@ from .serialization import load_outcome
 class CacheFuture(Future):
     """A future for one cache entry.
 
-    ``key`` names the entry (``<cache>/<key>/``).  Only the executor's poller
+    ``key`` names the entry (``Store.path_of(key, ...)``).  Only the executor's poller
     resolves it (or ``submit()`` itself on a cache hit, before anyone can see it).
     ``cancel()`` also withdraws the task from the backend (scancel for jobs).
     """
@@ -22,6 +22,9 @@ class CacheFuture(Future):
     def __init__(self, key: str) -> None:
         super().__init__()
         self.key = key
+        #: the cache directory of the entry (set by submit(): a future passed to an
+        #: executor on another directory is given as its value)
+        self.cache_root: str | None = None
         #: True when submit() found the result in the cache
         self.cached = False
         self._on_cancel: Callable[[CacheFuture], Any] | None = None

@@ -27,7 +27,11 @@ RESOURCE_KEYS: dict[str, str] = {
     "pmi_mode": "str: PMI of MPI ranks in a job, e.g. 'pmix' for OpenMPI 5 (flux run -o "
                 "pmi=..., srun --mpi=...)",
     "cwd": "str: working directory of the function",
-    "cache_key": "str: explicit cache key instead of the content hash",
+    "cache_key": "str: explicit cache key instead of the content hash ('a/b' parts allowed)",
+    "cache_directory": "str path: this call's entry lives in another cache directory "
+                       "(an executor of the same kind on that directory runs it)",
+    "recompute": "bool: run the call again even if its result is cached; the new result "
+                 "replaces the old one (once per executor and key)",
     "exclusive": "bool: exclusive node allocation",
     "slurm_cmd_args": "list[str]: extra sbatch arguments",
     "error_log_file": "str path: when the function raises, append the call and the "
@@ -95,18 +99,28 @@ class Resources(dict):
         return self.cores > 1
 
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,199}$")
+_KEY_PART = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
+#: a key, or a hierarchical key of parts joined by "/" (executorlib's "project/run1")
+_KEY_RE = re.compile(rf"^{_KEY_PART}(/{_KEY_PART})*$")
 
 
 def validate_cache_key(key: Any) -> str:
-    """A cache key names a directory inside the cache: it may not escape it."""
+    """A cache key names files inside the cache and may not escape it: 1-200
+    characters from ``[A-Za-z0-9_.+=-]``, in parts joined by ``/`` (a hierarchical
+    key such as ``"project/run1"``, as executorlib allows), no part starting with
+    ``.`` or ``-``, no ``..``.  The store writes ``/`` as ``%2F`` in a file name, so a
+    hierarchical key makes no directories.  Raises ``TypeError`` / ``ValueError``."""
     if not isinstance(key, str):
         raise TypeError(f"cache_key must be a str, got {type(key).__name__}")
-    if not _KEY_RE.match(key) or ".." in key:
+    if len(key) > 200 or not _KEY_RE.match(key) or ".." in key:
         raise ValueError(
             f"invalid cache_key {key!r}: use 1-200 characters from [A-Za-z0-9_.+=-], "
-            "not starting with '.' or '-', without '/' or '..'"
+            "optionally in parts joined by '/' (e.g. 'project/run1'), no part starting "
+            "with '.' or '-', no '..'"
         )
+    if len(key) + 2 * key.count("/") > 240:  # '/' is stored as '%2F'; NAME_MAX is 255
+        raise ValueError(f"cache_key {key!r} is too long for a file name once each '/' is "
+                         "written as '%2F': use fewer or shorter parts")
     return key
 
 
@@ -170,6 +184,16 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
         merged["slurm_cmd_args"] = list(a)
     if "cache_key" in merged:
         validate_cache_key(merged["cache_key"])
+    if "recompute" in merged and not isinstance(merged["recompute"], bool):
+        raise ValueError(f"resource_dict['recompute'] must be True or False, got "
+                         f"{merged['recompute']!r}")
+    if "cache_directory" in merged:
+        if not isinstance(merged["cache_directory"], (str, os.PathLike)) or \
+                not str(merged["cache_directory"]):
+            raise ValueError("resource_dict['cache_directory'] must be a path (str), got "
+                             f"{merged['cache_directory']!r}")
+        merged["cache_directory"] = os.path.abspath(os.path.expanduser(
+            merged["cache_directory"]))
     if "priority" in merged:
         _int("priority", merged["priority"], 0)
     if "openmpi_oversubscribe" in merged and not isinstance(merged["openmpi_oversubscribe"],

@@ -290,12 +290,14 @@ class Store:
 
     def write_outcome(self, key: str, status: str, payload: bytes, meta: dict[str, Any],
                       task: tuple[bytes, dict[str, Any]] | None = None,
-                      task_file: bool = False) -> None:
+                      task_file: bool = False, lock: bool = True) -> None:
         """Record a finished call in one file, ``<enc>.h5`` (done) or
         ``<enc>@failed.h5``, holding the call too: ``task`` as ``(payload, meta)``, or
         else it is read from ``<enc>@task.h5``.  Then the transient files go (the
-        claim, under the lock; the task file when it was read here or ``task_file``
-        says the runner read it).  Raises ``ValueError``
+        claim, under the lock unless ``lock=False``; the task file when it was read
+        here or ``task_file`` says the runner read it).  ``lock=False`` is for a
+        local worker's call, whose claim nobody updates after ``submit()`` (it
+        saves two lock operations per call).  Raises ``ValueError``
         for another status, and what reading the task file raises."""
         if status not in (DONE, FAILED):
             raise ValueError(f"status must be 'done' or 'failed', not {status!r}")
@@ -314,8 +316,11 @@ class Store:
                 "task_sha256": hashlib.sha256(task_payload).hexdigest()}
         name = b"result" if status == DONE else b"error"
         self._write_entry(key, status, [(b"task", task_payload), (name, payload)], meta)
-        with self.claim(key):  # a driver's late claim update (job id) waits, then sees it
-            self.release_claim(key)  # finished and writes nothing
+        if lock:
+            with self.claim(key):  # a driver's late claim update (job id) waits, then
+                self.release_claim(key)  # sees it finished and writes nothing
+        else:
+            self.release_claim(key)
         if had_task_file:
             _unlink(self.path_of(key, TASK))
         # an older failure was removed when this attempt was claimed (done wins over a
@@ -524,6 +529,10 @@ class Store:
         if self.has_v1_entries and legacy.entry_dir(self._root, key) is not None:
             found = self._trash(f"{self._root}/{key}") or found
         return found
+
+    def discard(self, key: str, kind: str) -> bool:
+        """Take one file of an entry out (renamed into ``.trash``, then deleted)."""
+        return self._trash(self.path_of(key, kind))
 
     def _trash(self, path: str) -> bool:
         dst = f"{self._root}/.trash/{os.path.basename(path)}." \

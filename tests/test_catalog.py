@@ -155,7 +155,7 @@ def test_get_cache_data_fields_and_values(store: Store) -> None:
     pending = make_entry(store, "pending")
     queued = make_entry(store, "queued")
     running = make_entry(store, "running")
-    rows = by_key(catalog.get_cache_data(store.root))
+    rows = by_key(catalog.list_cache(store.root))
     assert set(rows) == {done, failed, pending, queued, running}
     for r in rows.values():
         assert tuple(r) == catalog.FIELDS
@@ -180,20 +180,41 @@ def test_get_cache_data_is_a_dataframe(store: Store) -> None:
     make_entry(store, "done")
     make_entry(store, "failed")
     make_entry(store, "pending")
-    df = pd.DataFrame(catalog.get_cache_data(store.root))
+    df = pd.DataFrame(catalog.list_cache(store.root))
     assert len(df) == 3
     assert list(df.columns) == list(catalog.FIELDS)
     assert sorted(df.status) == ["done", "failed", "pending"]
 
 
-def test_get_cache_data_load(store: Store) -> None:
+def test_list_cache_load(store: Store) -> None:
     done = make_entry(store, "done", result={"energy": -1.5})
     failed = make_entry(store, "failed", error=KeyError("x"))
     pending = make_entry(store, "pending")
-    rows = by_key(catalog.get_cache_data(store.root, load=True))
+    rows = by_key(catalog.list_cache(store.root, load=True))
     assert rows[done]["result"] == {"energy": -1.5} and rows[done]["load_error"] is None
     assert isinstance(rows[failed]["error"], KeyError)
     assert rows[pending]["result"] is None and rows[pending]["error"] is None
+
+
+def test_get_cache_data_has_executorlibs_fields(store: Store) -> None:
+    """executorlib's get_cache_data: the call's inputs, resources, output or error,
+    runtime, queue id and file, unpickled; plus this package's metadata."""
+    done = make_entry(store, "done", result={"energy": -1.5}, runtime=2.5,
+                      backend="slurm", job_id="4711")
+    failed = make_entry(store, "failed", error=KeyError("x"))
+    pending = make_entry(store, "pending")
+    rows = by_key(catalog.get_cache_data(store.root))
+    d = rows[done]
+    assert d["function"] is len and d["function_name"] == "add"
+    assert d["input_args"] == [(1, 2)] and d["input_kwargs"] == {}
+    assert d["output"] == {"energy": -1.5} and d["error"] is None
+    assert d["runtime"] == 2.5 and d["queue_id"] == 4711
+    assert d["resource_dict"] == {"cores": 1} and d["error_log_file"] is None
+    assert d["filename"] == store.path_of(done, "done") and os.path.isfile(d["filename"])
+    assert d["status"] == "done" and d["load_error"] is None
+    assert isinstance(rows[failed]["error"], KeyError) and rows[failed]["output"] is None
+    assert rows[pending]["input_args"] == [(1, 2)] and rows[pending]["output"] is None
+    assert catalog.get_cache_data(store.root, load=False) == catalog.list_cache(store.root)
 
 
 def test_get_cache_data_load_unpicklable_result_is_marked(store: Store) -> None:
@@ -203,7 +224,7 @@ def test_get_cache_data_load_unpicklable_result_is_marked(store: Store) -> None:
     store.write_outcome(key, "done", payload, {"finished": NOW, "runtime": 1.0})
     (row,) = catalog.get_cache_data(store.root, load=True)
     assert row["status"] == "done"
-    assert row["result"] is None
+    assert row["output"] is None
     assert "no_such_mod" in row["load_error"]
 
 
@@ -216,7 +237,7 @@ def test_listing_never_unpickles(store: Store, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(cloudpickle, "loads", boom)
     monkeypatch.setattr("pickle.loads", boom)
-    assert len(catalog.get_cache_data(store.root)) == 2
+    assert len(catalog.list_cache(store.root)) == 2
     assert catalog.cache_stats(store.root)["entries"] == 2
 
 
@@ -224,7 +245,7 @@ def test_missing_cache_directory(tmp_path: Path) -> None:
     """``get_cache_data`` of a directory that does not exist (yet) is ``[]``, as in
     executorlib (a notebook may read a cache before its first run); the catalog's
     other functions say it does not exist.  Nothing is created either way."""
-    assert catalog.get_cache_data(tmp_path / "nope") == []
+    assert catalog.list_cache(tmp_path / "nope") == []
     with pytest.raises(CatalogError, match="does not exist"):
         catalog.scan(tmp_path / "nope")
     assert not (tmp_path / "nope").exists()
@@ -237,7 +258,7 @@ def test_strangers_and_temp_files_read_as_absent(store: Store) -> None:
     (shard / f".{key}.h5.host-1-00aa.tmp").write_bytes(b"half")
     (shard / "notes.txt").write_text("hello")
     (store.root / new_key()).mkdir()
-    assert catalog.get_cache_data(store.root) == []
+    assert catalog.list_cache(store.root) == []
 
 
 def test_queued_local_entry_has_only_its_claim(store: Store) -> None:
@@ -245,7 +266,7 @@ def test_queued_local_entry_has_only_its_claim(store: Store) -> None:
     key = new_key("relax")
     store.write_claim(key, {"backend": "local", "job_id": None,
                             "owner": liveness.identity(), "submitted": NOW})
-    (row,) = catalog.get_cache_data(store.root)
+    (row,) = catalog.list_cache(store.root)
     assert row["status"] == "queued"
     assert row["function"] == "relax"  # from the key
     assert row["submitted"] == NOW
@@ -253,7 +274,7 @@ def test_queued_local_entry_has_only_its_claim(store: Store) -> None:
     store.write_claim(key, {"backend": "local", "job_id": None, "submitted": NOW,
                             "owner": liveness.identity(), "function": "relax_cell",
                             "upstream_keys": ["prep-v1-00aa"]})
-    (row,) = catalog.get_cache_data(store.root)
+    (row,) = catalog.list_cache(store.root)
     assert row["status"] == "queued" and row["function"] == "relax_cell"
     assert row["dependencies"] == ["prep-v1-00aa"]
 
@@ -269,7 +290,7 @@ def test_listing_reads_only_the_user_block(store: Store, monkeypatch: pytest.Mon
 
     from executorlib_cache import fileio
     monkeypatch.setattr(fileio, "read_entry_file", no_hdf5)
-    rows = by_key(catalog.get_cache_data(store.root))
+    rows = by_key(catalog.list_cache(store.root))
     assert rows[key]["status"] == "done" and rows[key]["runtime"] == 4.0
     assert rows[key]["function"] == "add" and rows[key]["module"] == "mymod"
     assert rows[failed]["error_type"] == "ValueError"
@@ -287,13 +308,13 @@ def test_corrupt_entries(store: Store) -> None:
     Path(store.path_of(bad_task, TASK)).write_bytes(os.urandom(600))
     ok = make_entry(store, "done")
 
-    quick = by_key(catalog.get_cache_data(store.root))
+    quick = by_key(catalog.list_cache(store.root))
     for key in (zero, garbage, bad_claim):  # no summary: the file itself was asked
         assert quick[key]["status"] == "corrupt" and quick[key]["problem"], quick[key]
     assert quick[bad_task]["status"] == "pending"  # a listing reads no task file
     assert quick[ok]["status"] == "done"
 
-    deep = by_key(catalog.get_cache_data(store.root, verify=True))
+    deep = by_key(catalog.list_cache(store.root, verify=True))
     for key in (zero, garbage, bad_claim, bad_task):
         assert deep[key]["status"] == "corrupt", (key, deep[key])
         assert deep[key]["problem"]
@@ -305,7 +326,7 @@ def test_corrupt_entries(store: Store) -> None:
     # selecting corrupt entries reads every .h5: the garbage task file goes too
     removed = catalog.remove_entries(store.root, status="corrupt")
     assert set(removed) == {zero, garbage, bad_claim, bad_task}
-    assert [r["key"] for r in catalog.get_cache_data(store.root)] == [ok]
+    assert [r["key"] for r in catalog.list_cache(store.root)] == [ok]
 
 
 def test_tampered_entries(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -313,14 +334,14 @@ def test_tampered_entries(store: Store, monkeypatch: pytest.MonkeyPatch) -> None
     key = make_entry(signed, "done")
     unsigned = make_entry(store, "done")
     monkeypatch.setenv("XCACHE_SECRET", "right")
-    assert {r["status"] for r in catalog.get_cache_data(store.root, verify=True)} == \
+    assert {r["status"] for r in catalog.list_cache(store.root, verify=True)} == \
         {"done", "tampered"}
-    rows = by_key(catalog.get_cache_data(store.root, verify=True))
+    rows = by_key(catalog.list_cache(store.root, verify=True))
     assert rows[key]["status"] == "done"
     assert rows[unsigned]["status"] == "tampered"
     monkeypatch.setenv("XCACHE_SECRET", "wrong")
     rows = by_key(catalog.get_cache_data(store.root, load=True))
-    assert rows[key]["status"] == "tampered" and rows[key]["result"] is None
+    assert rows[key]["status"] == "tampered" and rows[key]["output"] is None
     assert "signature" in rows[key]["load_error"]
     assert catalog.describe(store.root, key)["status"] == "tampered"
 
@@ -333,7 +354,7 @@ def test_lost_local_entries(store: Store) -> None:
     try:
         still = make_entry(store, "running", owner=dead, runner_pid=alive_runner.pid)
         mine = make_entry(store, "queued")  # owned by this (live) process
-        rows = by_key(catalog.get_cache_data(store.root))
+        rows = by_key(catalog.list_cache(store.root))
     finally:
         alive_runner.kill()
         alive_runner.wait()
@@ -363,7 +384,7 @@ def test_lost_cluster_entries_ask_the_scheduler_once(
     k5 = make_entry(store, "done", backend="slurm", job_id="105", owner=dead)
     k6 = make_entry(store, "queued", backend="slurm", job_id=None, owner=dead)  # no sbatch yet
     k7 = make_entry(store, "queued", backend="slurm", job_id=None)  # ... by a live driver
-    rows = by_key(catalog.get_cache_data(store.root))
+    rows = by_key(catalog.list_cache(store.root))
     assert calls == [("slurm", ["101", "102", "103", "104"])]
     assert rows[k1]["status"] == "running" and rows[k2]["status"] == "queued"
     assert rows[k3]["status"] == "lost" and "unknown" in rows[k3]["problem"]
@@ -371,7 +392,7 @@ def test_lost_cluster_entries_ask_the_scheduler_once(
     assert rows[k5]["status"] == "done"
     assert rows[k6]["status"] == "lost" and rows[k7]["status"] == "queued"
     calls.clear()
-    catalog.get_cache_data(store.root, check_scheduler=False)
+    catalog.list_cache(store.root, check_scheduler=False)
     assert calls == []
 
 
@@ -384,7 +405,7 @@ def test_scheduler_failure_is_a_warning_not_a_crash(
     monkeypatch.setattr(commands, "job_states", query)
     key = make_entry(store, "queued", backend="flux", job_id="f1", owner=dead_identity())
     with pytest.warns(UserWarning, match="squeue"):
-        (row,) = catalog.get_cache_data(store.root)
+        (row,) = catalog.list_cache(store.root)
     assert row["key"] == key and row["status"] == "queued"
 
 
@@ -392,9 +413,9 @@ def test_parallel_scan_matches_serial(store: Store, monkeypatch: pytest.MonkeyPa
     for i in range(30):
         make_entry(store, ("done", "failed", "pending", "queued", "running")[i % 5],
                    function=f"f{i % 3}")
-    serial = sorted(catalog.get_cache_data(store.root), key=lambda r: r["key"])
+    serial = sorted(catalog.list_cache(store.root), key=lambda r: r["key"])
     monkeypatch.setattr(scanner, "PARALLEL_THRESHOLD", 2)
-    parallel = sorted(catalog.get_cache_data(store.root), key=lambda r: r["key"])
+    parallel = sorted(catalog.list_cache(store.root), key=lambda r: r["key"])
     assert parallel == serial
 
 
@@ -440,7 +461,7 @@ def test_remove_entries(store: Store) -> None:
     assert catalog.remove_entries(store.root, [failed[:12]]) == [failed]
     with pytest.warns(UserWarning, match="running: not removed"):
         assert catalog.remove_entries(store.root, all_entries=True) == [done]
-    assert [r["key"] for r in catalog.get_cache_data(store.root)] == [running]
+    assert [r["key"] for r in catalog.list_cache(store.root)] == [running]
     assert not any((store.root / ".trash").iterdir())
 
 
@@ -524,7 +545,7 @@ def test_prune_by_age_and_size(store: Store) -> None:
     assert catalog.prune(store.root, max_age="30d") == [old]
     removed = catalog.prune(store.root, max_size=0)
     assert removed == [mid, new, hit]
-    assert {r["key"] for r in catalog.get_cache_data(store.root)} == {pending, running}
+    assert {r["key"] for r in catalog.list_cache(store.root)} == {pending, running}
     with pytest.raises(CatalogError):
         catalog.prune(store.root)
     with pytest.raises(CatalogError, match="invalid size"):
@@ -558,7 +579,7 @@ def test_interrupted_removal_is_invisible_and_cleaned_up(store: Store) -> None:
     other = make_entry(store, "done")
     half = store.root / ".trash" / f"{key}.h5.1234-abc"
     os.rename(store.path_of(key, DONE), half)  # what a killed `xcache rm` leaves behind
-    assert [r["key"] for r in catalog.get_cache_data(store.root)] == [other]
+    assert [r["key"] for r in catalog.list_cache(store.root)] == [other]
     old = time.time() - 2 * 3600
     os.utime(half, (old, old))
     catalog.remove_entries(store.root, [other])

@@ -43,7 +43,7 @@ SINGLE = [("max_workers", None), ("cache_directory", None), ("max_cores", None),
           ("restart_limit", 0), ("openmpi_oversubscribe", False)]
 CLUSTER = [*SINGLE[:4], ("pysqa_config_directory", None), ("pmi_mode", None),
            *SINGLE[4:14], ("openmpi_oversubscribe", False)]
-OURS = ["secret", "dir_mode", "file_mode", "progress"]
+OURS = ["secret", "dir_mode", "file_mode", "progress", "recompute"]
 
 
 def add(a, b=1):
@@ -379,3 +379,74 @@ def test_top_level_names_of_executorlib():
                  "terminate_task_in_cache"):
         assert name in executorlib_cache.__all__ and getattr(executorlib_cache, name)
     assert issubclass(SlurmClusterExecutor, executorlib_cache.BaseExecutor)
+
+
+# ---------------------------------------------------------------- keys, directories, recompute
+def draw(tag, log):
+    """An impure call: a new number each time it really runs (logged)."""
+    import random
+
+    with open(log, "a") as f:
+        f.write(f"{tag}\n")
+    return random.random()
+
+
+def test_hierarchical_cache_key_stays_inside_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with SingleNodeExecutor(cache_directory=cache) as exe:
+        f = exe.submit(add, 1, resource_dict={"cache_key": "project/run1"})
+        g = exe.submit(add, f, resource_dict={"cache_key": "project/run2"})
+        assert g.result(timeout=30) == 3
+    assert f.key == "project/run1"
+    assert not (cache / "project").exists()  # no directory made: '/' is encoded
+    store = Store(cache, create=False)
+    assert Path(store.path_of("project/run1", "done")).name == "project%2Frun1.h5"
+    assert get_future_from_cache(cache, "project/run2").result() == 3
+    assert {e["key"] for e in executorlib_cache.list_cache(cache)} == \
+        {"project/run1", "project/run2"}
+    for bad in ("../x", "project/../x", "/abs", "a//b", "a/.hidden", "a/"):
+        with pytest.raises(ValueError, match="cache_key"):
+            SingleNodeExecutor(cache_directory=cache).submit(
+                add, 1, resource_dict={"cache_key": bad})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_recompute_per_call_and_per_executor(tmp_path: Path) -> None:
+    cache, log = tmp_path / "cache", tmp_path / "ran.txt"
+    with SingleNodeExecutor(cache_directory=cache) as exe:
+        first = exe.submit(draw, "a", str(log)).result(timeout=30)
+    with SingleNodeExecutor(cache_directory=cache) as exe:
+        assert exe.submit(draw, "a", str(log)).result(timeout=30) == first  # a hit
+        again = exe.submit(draw, "a", str(log), resource_dict={"recompute": True})
+        second = again.result(timeout=30)
+        # once per executor and key: the same call again is a hit of the new value
+        assert exe.submit(draw, "a", str(log), resource_dict={"recompute": True}
+                          ).result(timeout=30) == second
+    assert second != first and log.read_text().split() == ["a", "a"]
+    assert get_future_from_cache(cache, again.key).result() == second  # replaced
+    with SingleNodeExecutor(cache_directory=cache, recompute=True) as exe:
+        third = exe.submit(draw, "a", str(log)).result(timeout=30)
+    assert third not in (first, second) and log.read_text().split() == ["a"] * 3
+    store = Store(cache, create=False)
+    assert store.kinds(again.key) == {"done"}  # one file: nothing of the old one left
+    with pytest.raises(ValueError, match="recompute"):
+        SingleNodeExecutor(cache_directory=cache).submit(
+            add, 1, resource_dict={"recompute": "yes"})
+
+
+def test_per_call_cache_directory(tmp_path: Path) -> None:
+    """executorlib's ``resource_dict["cache_directory"]``: that call's entry lives in
+    the other directory (run by an executor of the same kind there); futures cross
+    between them as values."""
+    main, other = tmp_path / "main", tmp_path / "other"
+    with SingleNodeExecutor(cache_directory=main) as exe:
+        a = exe.submit(add, 1)
+        b = exe.submit(add, a, resource_dict={"cache_directory": str(other)})
+        c = exe.submit(add, b)  # back in main, depending on the other cache's call
+        assert (a.result(timeout=30), b.result(timeout=30), c.result(timeout=30)) == (2, 3, 4)
+    assert {e["key"] for e in executorlib_cache.list_cache(other)} == {b.key}
+    assert {e["key"] for e in executorlib_cache.list_cache(main)} == {a.key, c.key}
+    assert get_future_from_cache(other, b.key).result() == 3
+    with SingleNodeExecutor(cache_directory=main) as exe:  # a re-run: hits in both
+        b2 = exe.submit(add, exe.submit(add, 1), resource_dict={"cache_directory": str(other)})
+        assert b2.result(timeout=30) == 3 and b2.cached

@@ -24,7 +24,7 @@ from conftest import job_dir, job_of, outcome_meta, require
 
 require("pysqa")
 
-from executorlib_cache.catalog import get_cache_data, terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.catalog import list_cache, terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.cluster_executor import FluxClusterExecutor  # noqa: E402
 from executorlib_cache.errors import (  # noqa: E402
     SubmissionError,
@@ -179,7 +179,7 @@ def test_what_flux_cannot_do_is_refused(cache: Path, monkeypatch: pytest.MonkeyP
         assert isinstance(exc, SubmissionError) and not isinstance(exc, TaskDiedError), repr(exc)
         assert "unsatisfiable request" in str(exc) and "alloc" in str(exc), repr(exc)
     assert latency < 10, latency
-    assert get_cache_data(cache)[0]["reason"] == "submit"
+    assert list_cache(cache)[0]["reason"] == "submit"
 
 
 def test_flux_jobs_with_unknown_ids_is_read_as_flux_prints_it(cache: Path,
@@ -220,12 +220,12 @@ def test_job_ids_are_recorded_in_one_form(cache: Path, max_workers: int | None) 
     """Regression (issue 11/13): the runner recorded flux's F58 id and the claim the
     decimal one, so one cache showed both (and packed calls showed none).  Every
     record and listing now holds the decimal id, which every flux command accepts."""
-    from executorlib_cache import get_cache_data
+    from executorlib_cache import list_cache
 
     with FluxClusterExecutor(cache_directory=cache, max_workers=max_workers) as exe:
         futs = [exe.submit(add, i, 1) for i in range(3)]
         assert [f.result(timeout=60) for f in futs] == [1, 2, 3]
-    rows = {r["key"]: r for r in get_cache_data(cache)}
+    rows = {r["key"]: r for r in list_cache(cache)}
     for f in futs:
         shown = rows[f.key]["job_id"]
         assert shown is not None and str(shown).isdigit(), rows[f.key]

@@ -24,7 +24,7 @@ from conftest import SLURM_WANTED, entry_path, job_dir, job_of, require
 
 require("pysqa")
 
-from executorlib_cache import get_cache_data  # noqa: E402
+from executorlib_cache import list_cache  # noqa: E402
 from executorlib_cache.backends.base import Task  # noqa: E402
 from executorlib_cache.backends.cluster import ClusterBackend  # noqa: E402
 from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
@@ -151,7 +151,7 @@ def test_a_result_wins_over_the_state_that_follows_it(cache: Path) -> None:
         subprocess.run(["flux", "cancel", jid], check=True)
         assert fut.result(timeout=20) == 7
         wait_for(lambda: flux_status(jid) == "CANCELED", 10, "CA")
-    (row,) = get_cache_data(cache)
+    (row,) = list_cache(cache)
     assert row["status"] == "done"
 
 
@@ -275,7 +275,7 @@ def test_a_call_can_use_flux_inside_its_own_job(cache: Path, tmp_path: Path) -> 
     assert out["value"] == 105
     assert out["enclosing"] and out["uri"] and out["uri"] != os.environ.get("FLUX_URI")
     assert out["inner_jobs"] and not set(out["inner_jobs"]) & set(outer_ids)
-    (row,) = get_cache_data(cache)
+    (row,) = list_cache(cache)
     assert row["job_id"] == job_of(cache, fut.key)["job_id"]  # the runner found its id
 
 
@@ -327,6 +327,6 @@ def test_the_flux_in_slurm_example_runs_under_slurm(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n--- job output ---\n{log}"
     assert "free" in log and "NCORES" in log  # `flux resource list` in the job
     assert log.strip().splitlines()[-1] == str(sum(i * i for i in range(6))), log
-    rows = get_cache_data(tmp_path / "cache")
+    rows = list_cache(tmp_path / "cache")
     assert len(rows) == 6 and {r["backend"] for r in rows} == {"flux"}
     assert all(str(r["job_id"]).isdigit() for r in rows), rows

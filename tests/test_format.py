@@ -70,14 +70,14 @@ def test_format_1_entries_are_hits_with_one_warning(v1: Path, tmp_path: Path,
     assert json.loads((v1 / "plain" / ".format").read_text())["v1_entries"] is True
     # the shard-named entry "ab" was moved aside, and is still read
     assert (v1 / "plain" / ".v1-ab").is_dir()
-    rows = {r["key"]: r for r in catalog.get_cache_data(v1 / "plain")}
+    rows = {r["key"]: r for r in catalog.list_cache(v1 / "plain")}
     assert rows["ab"]["status"] == "done"
     assert sum(r["status"] == "done" for r in rows.values()) == V1_KEYS
 
 
 def test_xcache_ls_reads_a_format_1_cache_without_changing_it(v1: Path) -> None:
     before = sorted(p.name for p in (v1 / "plain").iterdir())
-    rows = {r["key"]: r for r in catalog.get_cache_data(v1 / "plain", verify=True)}
+    rows = {r["key"]: r for r in catalog.list_cache(v1 / "plain", verify=True)}
     assert sorted(r["status"] for r in rows.values()) == ["done"] * V1_KEYS + ["failed"]
     assert rows["ab"]["function"] == "square" and rows["ab"]["runtime"] is not None
     assert sorted(p.name for p in (v1 / "plain").iterdir()) == before  # read only
@@ -116,12 +116,12 @@ def test_migrate_resumes_after_a_kill(v1: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, str(cache)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == -9, proc.stderr
-    rows = catalog.get_cache_data(cache)  # mid-migration: every entry still readable
+    rows = catalog.list_cache(cache)  # mid-migration: every entry still readable
     assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
     counts = catalog.migrate(Store(cache, create=False))
     assert counts.get("present", 0) == 1  # the one killed between its two steps
     assert counts.get("migrated", 0) >= 1 and "corrupt" not in counts, counts
-    rows = catalog.get_cache_data(cache, verify=True)
+    rows = catalog.list_cache(cache, verify=True)
     assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
     assert json.loads((cache / ".format").read_text())["v1_entries"] is False
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import entry_path, run_script, write_script
 
-from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
+from executorlib_cache import SingleNodeExecutor, get_future_from_cache, list_cache
 
 DRIVER = """
 import os, sys, time
@@ -123,7 +123,7 @@ def test_failure_is_recorded_but_retried_on_rerun(tmp_path, cache_dir):
     """)
     flag = tmp_path / "flag"
     assert "FAILED transient" in run_script(script, str(cache_dir), str(flag)).stdout
-    [entry] = [e for e in get_cache_data(cache_dir)]
+    [entry] = [e for e in list_cache(cache_dir)]
     assert entry["status"] == "failed"
     flag.write_text("")
     assert "RESULT ok" in run_script(script, str(cache_dir), str(flag)).stdout
@@ -176,7 +176,7 @@ def test_killed_driver_leaves_no_corrupt_entries_and_rerun_completes(tmp_path, c
         time.sleep(0.4 + delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        data = get_cache_data(cache_dir)
+        data = list_cache(cache_dir)
         assert not [e for e in data if e["status"] == "corrupt"], data
     assert wait_for_no_workers(cache_dir, 15), "orphaned workers outlived their driver"
     out = run_script(script, str(cache_dir), str(counter), "40", "0.02").stdout
@@ -207,7 +207,7 @@ def test_corrupt_result_is_warned_moved_aside_and_recomputed(cache_dir):
     assert len(list((cache_dir / ".corrupt").iterdir())) == 3
 
 
-def test_get_future_from_cache_and_get_cache_data(cache_dir):
+def test_get_future_from_cache_and_list_cache(cache_dir):
     def slowly(x):
         time.sleep(1.0)
         return x
@@ -231,7 +231,7 @@ def test_get_future_from_cache_and_get_cache_data(cache_dir):
         get_future_from_cache(cache_dir, failed.key).result()
     with pytest.raises(FileNotFoundError):  # as executorlib (issue 15)
         get_future_from_cache(cache_dir, "nope-v1-0")
-    by_key = {e["key"]: e for e in get_cache_data(cache_dir)}
+    by_key = {e["key"]: e for e in list_cache(cache_dir)}
     assert by_key[done.key]["status"] == "done" and by_key[done.key]["function"] == "slowly"
     assert by_key[failed.key]["status"] == "failed"
     assert by_key[done.key]["runtime"] >= 1.0

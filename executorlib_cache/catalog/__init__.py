@@ -45,7 +45,7 @@ from .maintain import (
     terminate_tasks_in_cache,
 )
 from .migrate import migrate, migrate_one
-from .report import cache_stats, describe, get_cache_data, graph_from_cache
+from .report import cache_stats, describe, get_cache_data, graph_from_cache, list_cache
 from .scanner import FIELDS, Entry, gc_paused, scan
 from .select import (
     ACTIVE,
@@ -68,7 +68,8 @@ __all__ = [
     "migrate_one",
     "ACTIVE", "FIELDS", "FINISHED", "IN_FLIGHT", "SORT_FIELDS", "CatalogError", "Entry",
     "RemovalPlan", "cache_stats", "describe", "execute_removal", "filter_entries",
-    "gc_paused", "get_cache_data", "graph_from_cache", "needs_verify", "open_store",
+    "gc_paused", "get_cache_data", "graph_from_cache", "list_cache", "needs_verify",
+    "open_store",
     "parse_duration", "parse_size", "parse_statuses", "plan_prune", "plan_removal", "prune",
     "remove_entries", "resolve_key", "scan", "sort_entries", "terminate_task_in_cache",
     "terminate_tasks_in_cache",

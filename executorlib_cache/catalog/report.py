@@ -11,26 +11,29 @@ from typing import Any
 
 from ..errors import CatalogError
 from ..graph import TaskGraph, graph_from_rows
-from ..serialization import load_outcome
+from ..serialization import load_outcome, loads
 from ..store import CLAIM, DONE, FAILED, STATUSES, TASK, Store
 from .scanner import Entry, gc_paused, scan
 from .select import FINISHED, filter_entries, open_store, resolve_key
 
-
 # ---------------------------------------------------------------- Python API
-def get_cache_data(
+#: the fields executorlib's get_cache_data gives (1.11), added to this package's rows
+EXECUTORLIB_FIELDS = ("function", "input_args", "input_kwargs", "resource_dict", "output",
+                      "error", "runtime", "queue_id", "error_log_file", "filename")
+
+
+def list_cache(
     cache_directory: str | os.PathLike[str],
     *,
     load: bool = False,
     verify: bool = False,
     check_scheduler: bool = True,
 ) -> list[dict[str, Any]]:
-    """One dict per entry with the fields of :data:`FIELDS`.
-
-    Made for ``pandas.DataFrame(get_cache_data(d))``; times are epoch seconds
-    (``pd.to_datetime(df.submitted, unit="s")``), ``size`` is bytes on disk.
-    Nothing is unpickled unless ``load=True``: then finished entries also get
-    ``result`` (the return value) or ``error`` (the exception), and
+    """The fast listing: one dict per entry with the fields of :data:`FIELDS`
+    (``function`` is the name), read from each entry's summary -- nothing is
+    unpickled, no user module is needed (``xcache ls``; 100,000 entries in a few
+    seconds).  Times are epoch seconds, ``size`` is pickled bytes.  ``load=True``
+    also gives ``result`` (the return value) or ``error`` (the exception), and
     ``load_error`` when that failed (missing module, corrupt or tampered file).
     A cache directory that does not exist (yet) has no entries: ``[]``.
     """
@@ -46,6 +49,72 @@ def get_cache_data(
             if row["load_error"] and e.status not in FINISHED + ("corrupt", "tampered"):
                 row["load_error"] = None  # in flight: nothing to load yet, not a problem
     return rows
+
+
+def get_cache_data(
+    cache_directory: str | os.PathLike[str],
+    *,
+    load: bool = True,
+    verify: bool = False,
+    check_scheduler: bool = True,
+) -> list[dict[str, Any]]:
+    """executorlib's ``get_cache_data``: one dict per entry, made for
+    ``pandas.DataFrame(get_cache_data(d))``.
+
+    Each dict has executorlib's fields -- ``function`` (the callable),
+    ``input_args`` (list; an argument that was a future is a ``DependencyRef`` to its
+    entry), ``input_kwargs``, ``resource_dict``, ``output`` (the return value) or
+    ``error`` (the exception), ``runtime`` (s), ``queue_id`` (the scheduler job id,
+    an int where it is one), ``error_log_file``, ``filename`` (the entry's file) --
+    plus this package's metadata (:func:`list_cache`'s fields, with the function's
+    name as ``function_name``) and ``load_error`` when something could not be
+    unpickled here.  Unpickling needs the modules of the calls; for a listing
+    without them, or of a large cache, use :func:`list_cache` (``load=False`` here
+    gives the same).  A cache directory that does not exist (yet) gives ``[]``.
+    """
+    if not load:
+        return list_cache(cache_directory, verify=verify, check_scheduler=check_scheduler)
+    if not isinstance(cache_directory, Store) and not os.path.exists(cache_directory):
+        return []
+    store = open_store(cache_directory)
+    # every file is read anyway: verified (corrupt/tampered) as it is
+    entries = scan(store, verify=True, check_scheduler=check_scheduler)
+    rows = []
+    for e in entries:
+        row = e.row()
+        row["function_name"] = row.pop("function")
+        row.update(_executorlib_fields(store, e))
+        rows.append(row)
+    return rows
+
+
+def _executorlib_fields(store: Store, e: Entry) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(EXECUTORLIB_FIELDS)
+    out["load_error"] = None
+    out["runtime"] = e.runtime
+    jid = e.job_id
+    out["queue_id"] = int(jid) if isinstance(jid, str) and jid.isdigit() else jid
+    files = [store.path_of(e.key, k) for k in (DONE, FAILED, TASK, CLAIM)
+             if store.has(e.key, k)]
+    out["filename"] = files[0] if files else None
+    problems = []
+    try:
+        payload, meta = store.read_task(e.key)
+        out["resource_dict"] = meta.get("resource_dict")
+        out["error_log_file"] = (meta.get("resource_dict") or {}).get("error_log_file")
+        fn, args, kwargs = loads(payload)
+        out.update(function=fn, input_args=list(args), input_kwargs=dict(kwargs))
+    except FileNotFoundError:
+        pass  # a local call in flight: its call is in the worker's hands
+    except Exception as err:  # a module missing here, a damaged or tampered file
+        problems.append(f"call: {type(err).__name__}: {err}")
+    if e.status in FINISHED:
+        value, why = _load_outcome(store, e)
+        out["output" if e.status == "done" else "error"] = value
+        if why:
+            problems.append(f"{'result' if e.status == 'done' else 'error'}: {why}")
+    out["load_error"] = "; ".join(problems) or None
+    return out
 
 
 def _loaded(store: Store, e: Entry) -> dict[str, Any]:

@@ -118,9 +118,12 @@ def open_store(cache_directory: str | os.PathLike[str] | Store) -> Store:
 
 
 def valid_name(text: str) -> bool:
-    """True for a plain entry name: no path separator, not hidden, not ``.``/``..``."""
-    return bool(text) and "/" not in text and "\0" not in text and not text.startswith(".") \
-        and (os.sep == "/" or os.sep not in text) and (os.altsep is None or os.altsep not in text)
+    """True for an entry name or key prefix: parts joined by ``/`` (hierarchical keys),
+    none empty, hidden or ``..`` (a name never points outside the cache: the store
+    encodes ``/`` in file names, and only listed keys are ever resolved)."""
+    if not text or "\0" in text or (os.altsep is not None and os.altsep in text):
+        return False
+    return all(part and not part.startswith(".") for part in text.split("/"))
 
 
 def resolve_key(store: Store, prefix: str) -> str:

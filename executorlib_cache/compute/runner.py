@@ -248,13 +248,16 @@ def run_entry(
     finished = time.time()
     meta = {**info, **extra, "started": started, "finished": finished,
             "runtime": finished - started}
+    lock = backend != "local" or task_file  # see Store.write_outcome
     try:
-        store.write_outcome(key, status, out, meta, task=task, task_file=task_file)
+        store.write_outcome(key, status, out, meta, task=task, task_file=task_file,
+                            lock=lock)
     except Exception as exc:  # e.g. the return value was written but the disk is full
         status = "failed"
         out, extra = failure(exc)
         meta.update(extra)
-        store.write_outcome(key, status, out, meta, task=task, task_file=task_file)
+        store.write_outcome(key, status, out, meta, task=task, task_file=task_file,
+                            lock=lock)
     return status, out, meta
 
 

@@ -16,9 +16,10 @@ import sys
 import tarfile
 import tempfile
 
+from v1_funcs import fail, square
+
 import executorlib_cache
 from executorlib_cache import SingleNodeExecutor
-from v1_funcs import fail, square
 
 assert "v1src" in executorlib_cache.__file__, executorlib_cache.__file__
 
