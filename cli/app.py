@@ -475,6 +475,38 @@ def migrate(ctx: typer.Context) -> None:
                  "running driver: run `xcache migrate` again when it has finished")
 
 
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="An executorlib cache directory (its *_o.h5 files)."),
+) -> None:
+    """Import the finished entries of an executorlib cache into this cache.
+
+    Each finished call (<key>_o.h5) becomes an entry under the key executorlib_cache
+    gives the same call, so re-running the script with executorlib_cache finds it
+    instead of computing it again; failures come along as recorded failures.
+    Unpickling needs the modules of the calls (not executorlib). Unfinished entries
+    (<key>_i.h5) are skipped; the source is not changed. Safe to run again. The
+    cache may be the executorlib directory itself.
+    """
+    with _user_errors():
+        if not source.is_dir():
+            _fail(f"{source} is not a directory")
+        with warnings.catch_warnings():  # "holds an executorlib cache": being imported
+            warnings.simplefilter("ignore")
+            store = Store(ctx.find_root().params.get("cache_dir")
+                          or os.environ.get("XCACHE_DIR") or DEFAULT_CACHE_DIR)
+        report = catalog.import_executorlib(source, store)
+        console = _stdout()
+        console.print(f"imported {report.imported}, already present {report.present}, "
+                      f"unfinished (skipped) {report.unfinished}, could not be read "
+                      f"{len(report.skipped)}")
+        for path, why in sorted(report.skipped.items()):
+            _err("warning", f"{path}: {why}")
+        if report.skipped:
+            raise typer.Exit(1)
+
+
 # defined in cli/graph.py (a function, testable without this app)
 app.command("graph")(graph_command)
 

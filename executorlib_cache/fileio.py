@@ -432,6 +432,21 @@ def read_summary(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def secret_from_env() -> bytes | None:
+    """The signing secret from env ``XCACHE_SECRET`` (any bytes) or the file named
+    by ``XCACHE_SECRET_FILE``; None when neither is set."""
+    if os.supports_bytes_environ:  # any bytes (a worker gets a binary secret= this way)
+        b = os.environb.get(b"XCACHE_SECRET")
+    else:
+        b = os.environ.get("XCACHE_SECRET", "").encode()
+    if b:
+        return b
+    f = os.environ.get("XCACHE_SECRET_FILE")
+    if f:
+        return Path(f).read_bytes().strip()
+    return None
+
+
 # ---------------------------------------------------------------------- fast listing
 def read_json_file(path: str) -> dict[str, Any] | None:
     """:meth:`Store.read_json` for a plain string path, for listing many entries.

@@ -58,9 +58,23 @@ def v1_entry_names(root: str) -> list[str]:
                 out.append(d.name[4:])
             elif d.name.startswith("."):
                 continue
-            elif not has_format or not _is_shard(d.name):
+            elif (not has_format or not _is_shard(d.name)) and _looks_v1(d.path):
                 out.append(d.name)
     return out
+
+
+def _looks_v1(path: str) -> bool:
+    # every format-1 entry has its claim or its task summary (an executorlib job's
+    # working directory, or anything else, has neither)
+    return any(os.path.exists(f"{path}/{n}") for n in ("job.json", "task.json", "result.h5"))
+
+
+def executorlib_names(root: str) -> list[str]:
+    """The executorlib entry files (``*_o.h5``, ``*_i.h5``) at the top of ``root``."""
+    try:
+        return [n for n in os.listdir(root) if n.endswith(("_o.h5", "_i.h5"))]
+    except OSError:
+        return []
 
 
 def entry_dir(root: str, key: str) -> str | None:

@@ -10,6 +10,7 @@ Pure functions: no file system access here.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 DONE, FAILED, CLAIM, TASK = "done", "failed", "claim", "task"
@@ -93,3 +94,13 @@ def status_of(kinds: set[str] | dict[str, Any], claim: dict[str, Any] | None) ->
     if TASK in kinds:
         return "pending"
     return None
+
+
+@dataclass
+class Outcome:
+    """A finished entry: ``status`` is ``"done"`` or ``"failed"``; ``payload`` the
+    pickled value or exception; ``meta`` its metadata (``meta["task"]``: the call's)."""
+
+    status: str
+    payload: bytes
+    meta: dict[str, Any]

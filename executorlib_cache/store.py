@@ -38,13 +38,12 @@ import stat
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import fileio, legacy, usage
 from .errors import CorruptEntryError, TamperedEntryError
-from .fileio import _unlink, atomic_write, read_json_file
+from .fileio import _unlink, atomic_write, read_json_file, secret_from_env
 from .locks import STRIPES, StripeLock, lock_file, stripe_lock
 from .naming import (
     CLAIM,
@@ -55,6 +54,7 @@ from .naming import (
     STATUSES,
     SUFFIX,
     TASK,
+    Outcome,
     decode_key,
     digest,
     encode_key,
@@ -69,29 +69,6 @@ CLAIM_TIMEOUT = float(os.environ.get("XCACHE_CLAIM_TIMEOUT", "60"))
 #: re-exported: the names of a cache live in ``naming.py``
 __all__ = ["CLAIM", "DONE", "FAILED", "FORMAT_VERSION", "STATUSES", "TASK", "Outcome",
            "Store", "decode_key", "encode_key", "split_name", "status_of", "summary_of"]
-
-
-def _secret_from_env() -> bytes | None:
-    if os.supports_bytes_environ:  # any bytes (a worker gets a binary secret= this way)
-        b = os.environb.get(b"XCACHE_SECRET")
-    else:
-        b = os.environ.get("XCACHE_SECRET", "").encode()
-    if b:
-        return b
-    f = os.environ.get("XCACHE_SECRET_FILE")
-    if f:
-        return Path(f).read_bytes().strip()
-    return None
-
-
-@dataclass
-class Outcome:
-    """A finished entry: ``status`` is ``"done"`` or ``"failed"``; ``payload`` the
-    pickled value or exception; ``meta`` its metadata (``meta["task"]``: the call's)."""
-
-    status: str
-    payload: bytes
-    meta: dict[str, Any]
 
 
 class Store:
@@ -123,7 +100,7 @@ class Store:
         )
         if isinstance(secret, str):
             secret = secret.encode()
-        self.secret: bytes | None = secret if secret is not None else _secret_from_env()
+        self.secret: bytes | None = secret if secret is not None else secret_from_env()
         self._v1: bool | None = None  # format-1 entries to read? (from .format, lazily)
         self._lockfile: Any = None
         if self.root.exists() and not self.root.is_dir():
@@ -146,6 +123,13 @@ class Store:
             if info is None:
                 info = {"format": FORMAT_VERSION,
                         "v1_entries": bool(legacy.v1_entry_names(self._root))}
+                xl = legacy.executorlib_names(self._root)
+                if xl:  # never silently: say what happens to them
+                    warnings.warn(
+                        f"{self.root} holds an executorlib cache ({len(xl)} *_o.h5/*_i.h5 "
+                        "files): executorlib_cache does not read those files; import the "
+                        f"finished ones with `xcache --cache-dir {self.root} import "
+                        f"{self.root}` (the same calls then are cache hits)", stacklevel=3)
                 legacy.move_shard_named(self._root)  # a format-1 entry in a shard's place
                 # .format first: from then on two-hex-digit directories are shards
                 atomic_write(f"{self._root}/.format", json.dumps(info).encode() + b"\n",

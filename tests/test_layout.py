@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"future"},
     {"graph", "progress", "workflow"},
     {"catalog", "catalog.select", "catalog.scanner", "catalog.report", "catalog.maintain",
-     "catalog.migrate"},
+     "catalog.migrate", "catalog.importer"},
     {"backends", "backends.base", "backends.tracker", "backends.submission",
      "backends.local", "backends.cluster", "backends.workers", "backends.pool"},
     {"inbox"},

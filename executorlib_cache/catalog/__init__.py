@@ -34,6 +34,7 @@ plus a ``problem`` text.
 from __future__ import annotations
 
 from ..errors import CatalogError
+from .importer import executorlib_files, import_executorlib
 from .maintain import (
     RemovalPlan,
     execute_removal,
@@ -64,6 +65,8 @@ from .select import (
 )
 
 __all__ = [
+    "executorlib_files",
+    "import_executorlib",
     "migrate",
     "migrate_one",
     "ACTIVE", "FIELDS", "FINISHED", "IN_FLIGHT", "SORT_FIELDS", "CatalogError", "Entry",

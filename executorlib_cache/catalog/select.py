@@ -112,6 +112,13 @@ def open_store(cache_directory: str | os.PathLike[str] | Store) -> Store:
     # every store makes these (format 1: .locks and .trash): without them this is
     # some other directory, whose files `rm --all` must never take for entries
     if not (store.root / ".format").is_file() and not (store.root / ".trash").is_dir():
+        xl = [n for n in os.listdir(store.root) if n.endswith(("_o.h5", "_i.h5"))]
+        if xl:
+            raise CatalogError(
+                f"{store.root} is an executorlib cache ({len(xl)} *_o.h5/*_i.h5 files), not "
+                "an executorlib_cache one: import its finished entries with `xcache "
+                f"--cache-dir NEW import {store.root}` (or re-run the script with "
+                "executorlib_cache)")
         raise CatalogError(f"{store.root} is not an executorlib_cache cache directory "
                            "(it has no .format or .trash)")
     return store
