@@ -461,11 +461,14 @@ def is_mounted(mountpoint: str | os.PathLike) -> bool:
     return False
 
 
-def query(mountpoint: str | os.PathLike, command: str = "stats", timeout: float = 10) -> dict:
-    """Ask the daemon of ``mountpoint`` for its counters (``reset``: and zero them)."""
+def query(mountpoint: str | os.PathLike, command: str = "stats", timeout: float = 10,
+          sock: str | os.PathLike | None = None) -> dict:
+    """Ask the daemon of ``mountpoint`` for its counters (``reset``: and zero them).
+    ``sock``: its control socket, if known (finding it resolves ``mountpoint``, which
+    is itself a lookup the daemon counts)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(str(control_path(mountpoint)))
+        s.connect(str(sock or control_path(mountpoint)))
         s.sendall(command.encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -551,6 +554,8 @@ class SlowMount(os.PathLike):
 
     def __init__(self, path: Path, backing: Path, proc: subprocess.Popen | None) -> None:
         self.path, self.backing, self.proc = path, backing, proc
+        # resolved once: resolving the mount point is a getattr the daemon would count
+        self.sock = control_path(path)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -562,11 +567,12 @@ class SlowMount(os.PathLike):
         return f"SlowMount({str(self.path)!r}, backing={str(self.backing)!r})"
 
     def stats(self) -> dict:
-        return query(self.path)
+        """The daemon's counters (asking does not touch the mount)."""
+        return query(self.path, sock=self.sock)
 
     def reset(self) -> dict:
         """Zero the counters; return what they were."""
-        return query(self.path, "reset")
+        return query(self.path, "reset", sock=self.sock)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,12 @@ import h5py
 import numpy as np
 import pytest
 
-from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
+from executorlib_cache import (
+    SingleNodeExecutor,
+    get_cache_data,
+    get_future_from_cache,
+    list_cache,
+)
 from executorlib_cache.errors import CorruptEntryError
 from executorlib_cache.fileio import SUMMARY_MAGIC
 from executorlib_cache.serialization import dumps
@@ -198,8 +203,14 @@ def test_damaged_entries_are_reported_and_recomputed(tmp_path, counts):
     for key in list(plan)[::5]:
         show = xcache(cache, "show", key)
         assert show.returncode == 0 and "Traceback" not in show.stderr, show.stderr
-    data = get_cache_data(cache, load=True, check_scheduler=False)
-    assert {r["key"] for r in data} == set(plan)
+    # the fast listing, and executorlib's (which unpickles calls and results too)
+    listed = list_cache(cache, load=True, check_scheduler=False)
+    assert {r["key"] for r in listed} == set(plan)
+    data = {r["key"]: r for r in get_cache_data(cache, check_scheduler=False)}
+    assert set(data) == set(plan)
+    for key, (file, damage) in plan.items():
+        if damage != "bad_summary" and file != "claim":  # could not be read: said so
+            assert data[key]["load_error"], (file, damage, data[key])
     bad_results = [k for k, (f, d) in plan.items() if f == "done" and d not in SERVED]
     for key in bad_results:
         with pytest.raises(CorruptEntryError):
@@ -279,5 +290,6 @@ def test_entry_with_only_a_temp_file_is_not_listed(tmp_path):
     assert temp_files(cache, "half-written_1")  # (the helper sees it)
     assert store.file_status("half-written_1") is None
     assert not store.exists("half-written_1")
+    assert list_cache(cache, check_scheduler=False) == []
     assert get_cache_data(cache, check_scheduler=False) == []
     assert check_no_false_files(cache, "half-written_1") == temp_files(cache, "half-written_1")

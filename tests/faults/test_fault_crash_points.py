@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from executorlib_cache import SingleNodeExecutor, get_cache_data
+from executorlib_cache import SingleNodeExecutor, list_cache
 from executorlib_cache.errors import TaskDiedError
 from executorlib_cache.serialization import dumps_call
 from executorlib_cache.store import Store
@@ -107,7 +107,7 @@ def test_worker_killed_at_crash_point(point, kind, first, tmp_path, monkeypatch,
         assert files == {"failed"}, files
     else:  # the worker published its outcome, then was killed
         assert files - {want_kind} <= TRANSIENT, files
-    [row] = get_cache_data(cache, verify=True)
+    [row] = list_cache(cache, verify=True)
     want_status = {"done": "done", "raised": "failed", "died": "failed"}[first]
     assert row["status"] == want_status, row
     if first == "died":

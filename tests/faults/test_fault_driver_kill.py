@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from executorlib_cache import get_cache_data
+from executorlib_cache import list_cache
 from faults.faultlib import (
     DRIVER,
     PY,
@@ -73,7 +73,7 @@ def finish_and_count(tmp_path, cache, counter, counts, label):
     assert lost == 0
     assert dups == 0, f"executed twice: {duplicates(counter)}"
     assert sorted(ran) == want_ids
-    rows = get_cache_data(cache, check_scheduler=False)
+    rows = list_cache(cache, check_scheduler=False)
     assert len(rows) == len(want_ids) and {r["status"] for r in rows} == {"done"}
     for r in rows:  # each one file in its shard: no claim, no temp file left of the kill
         check_finished_clean(cache, r["key"])

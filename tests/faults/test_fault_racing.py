@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from executorlib_cache import get_cache_data
+from executorlib_cache import list_cache
 from executorlib_cache.hashing import task_key
 from executorlib_cache.locks import STRIPES
 from executorlib_cache.naming import SHARDS, digest
@@ -69,7 +69,7 @@ def stripe_of(key: str) -> int:
 def check_one_file_per_entry(cache, n_entries: int) -> None:
     """Format 2: each finished entry is one file in its shard (no claim, no lock file,
     no temp file); the claim locks are the one ``.lock`` file."""
-    rows = get_cache_data(cache, check_scheduler=False)
+    rows = list_cache(cache, check_scheduler=False)
     assert len(rows) == n_entries and {r["status"] for r in rows} == {"done"}
     for r in rows:
         check_finished_clean(cache, r["key"])

@@ -30,7 +30,12 @@ import numpy as np
 import pytest
 from conftest import entry_path
 
-from executorlib_cache import SingleNodeExecutor, get_cache_data, get_future_from_cache
+from executorlib_cache import (
+    SingleNodeExecutor,
+    get_cache_data,
+    get_future_from_cache,
+    list_cache,
+)
 from executorlib_cache.errors import CorruptEntryError, TamperedEntryError
 from executorlib_cache.naming import split_name
 from executorlib_cache.serialization import dumps
@@ -218,8 +223,12 @@ def test_tampered_entries_are_refused_never_loaded(tmp_path, monkeypatch, counts
         assert rows[key]["status"] in want, (how, rows[key])
         show = xcache(cache, "show", key, "--load", env=env)
         assert "Traceback" not in show.stderr, show.stderr
-    data = get_cache_data(cache, load=True, check_scheduler=False)
-    assert all(r["result"] is None and r["load_error"] for r in data)
+    listed = list_cache(cache, load=True, check_scheduler=False)
+    assert all(r["result"] is None and r["load_error"] for r in listed)
+    # executorlib's get_cache_data unpickles the call too: refused as well
+    data = get_cache_data(cache, check_scheduler=False)
+    assert all(r["output"] is None and r["function"] is None and r["load_error"]
+               for r in data), data
     for how, key in keys.items():
         with pytest.raises(CorruptEntryError if how == "meta-bytes" else TamperedEntryError):
             get_future_from_cache(cache, key)
@@ -293,7 +302,9 @@ def test_tampered_task_and_error_files_are_never_loaded(tmp_path, monkeypatch, c
     assert xcache_ls(cache)[key6]["status"] == "tampered"
     show = xcache(cache, "show", key6, "--load", env=env_with(XCACHE_SECRET=SECRET))
     assert "Traceback" not in show.stderr, show.stderr
-    get_cache_data(cache, load=True, check_scheduler=False)
+    row = {r["key"]: r for r in get_cache_data(cache, check_scheduler=False)}[key6]
+    assert row["function"] is None and "call" in row["load_error"], row
+    list_cache(cache, load=True, check_scheduler=False)
     ran = len(executions(counter))
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
         assert exe.submit(work, counter, 6).result(timeout=30) == 36
@@ -308,7 +319,9 @@ def test_tampered_task_and_error_files_are_never_loaded(tmp_path, monkeypatch, c
     forger.write_outcome(bad.key, "failed", dumps(Marker(str(marker))),
                          {"error_type": "X", "error_message": "planted"})
     assert xcache_ls(cache)[bad.key]["status"] == "tampered"
-    get_cache_data(cache, load=True, check_scheduler=False)
+    row = {r["key"]: r for r in get_cache_data(cache, check_scheduler=False)}[bad.key]
+    assert row["error"] is None and row["load_error"], row
+    list_cache(cache, load=True, check_scheduler=False)
     with pytest.raises(TamperedEntryError):
         get_future_from_cache(cache, bad.key)
     with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
@@ -375,6 +388,13 @@ def test_no_user_input_writes_or_deletes_outside_the_cache(tmp_path, counts):
             done = entry_path(cache, fut.key)
             assert done.is_file() and done.parent.parent == cache  # in one of its shards
 
+        # a hierarchical cache_key is one file in a shard too ("/" encoded in its name)
+        fut = exe.submit(answer, "h", resource_dict={"cache_key": "project/run1"})
+        assert fut.result(timeout=30) == "the-answer-h"
+        done = entry_path(cache, "project/run1")
+        assert done.is_file() and done.parent.parent == cache
+        assert not list(cache.rglob("project")) and not list(cache.rglob("run1*"))
+
         # an entry's files as symbolic links pointing outside: replaced or unlinked,
         # never written through, their targets untouched
         fut = exe.submit(work, "/nonexistent/y", 1)  # a failed entry: retried below
@@ -395,7 +415,7 @@ def test_no_user_input_writes_or_deletes_outside_the_cache(tmp_path, counts):
         assert not entry_path(cache, seed).is_symlink()
 
     for bad in ("../outside", "..", "../outside/precious.txt", str(outside), "linked_1/..",
-                "*"):
+                "*", "project/..", "project/../../outside", "project/run1/../.."):
         for cmd in (["rm", "--yes", "--force", bad], ["show", bad]):
             proc = xcache(cache, *cmd)
             assert "Traceback" not in proc.stderr, proc.stderr

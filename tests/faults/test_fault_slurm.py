@@ -46,7 +46,7 @@ if not slurm_wanted():
                 allow_module_level=True)
 require("pysqa")
 
-from executorlib_cache.catalog import get_cache_data, terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.catalog import list_cache, terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.cluster_executor import SlurmClusterExecutor  # noqa: E402
 from executorlib_cache.errors import SubmissionError, TaskDiedError  # noqa: E402
 from executorlib_cache.store import Store  # noqa: E402
@@ -251,7 +251,7 @@ def test_runner_killed_in_its_slurm_job_then_a_rerun_runs_once(point, tmp_path, 
     # the driver recorded the death: one failed file (claim and task file removed)
     check_no_false_files(cache, fut.key)
     assert set(entry_files(cache, fut.key)) == {"failed"}
-    row = get_cache_data(cache, check_scheduler=False)[0]
+    row = list_cache(cache, check_scheduler=False)[0]
     assert row["status"] == "failed" and row["reason"] == "died", row
     with SlurmClusterExecutor(cache_directory=cache) as exe:
         assert exe.submit(work, counter, 4).result(timeout=60) == 16
