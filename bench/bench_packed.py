@@ -17,7 +17,11 @@ the mount.  For each repeat and side (sides interleaved):
   packed``), then the harness waits until every SLURM job whose script lies under
   the cache has left ``squeue`` and the counters have stopped moving (a worker
   job's last polls and exit record are counted);
-* ``warm``: the same N calls again on that cache (all hits).
+* ``warm``: the same N calls again on that cache (all hits);
+* ``empty``: the executor with no call on another empty cache: the one-time cost of
+  making a cache (format 2: 256 shard directories, ``.format``, ``.lock``), which a
+  cold run of N calls pays once.  ``cold - empty`` (in the table: ``cold/marginal``)
+  is the cost of one more call.
 
 The operations the daemon served between the two snapshots are divided by N, split
 into **driver** (the driver process and its children: ``sbatch``, ``squeue``),
@@ -155,6 +159,7 @@ def measure(m: slowfs.SlowMount, s: Side, case: str, phase: str, n: int, workers
     res = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
     total = op_delta(before["counts"], after["counts"])
     roles = split_by_role(before, after, proc.pid)
+    n = max(n, 1)  # empty: totals
     rec |= {
         "seconds": round(wall, 3), "executor_s": res["seconds"], "settle_s": waited,
         "ops": dict(sorted(total.items())),
@@ -169,15 +174,49 @@ def measure(m: slowfs.SlowMount, s: Side, case: str, phase: str, n: int, workers
                                           .get("counts", {}), p["counts"]))
                       for r in ROLES},
         "errors": sum(after["errors"].values()) - sum(before["errors"].values()),
+        "other_processes": [
+            {"pid": pid, "chain": p["chain"][:4],
+             "ops": dict(op_delta(before.get("by_process", {}).get(pid, {}).get("counts", {}),
+                                  p["counts"]))}
+            for pid, p in after.get("by_process", {}).items()
+            if role(p["chain"], proc.pid) == "other"
+            and op_delta(before.get("by_process", {}).get(pid, {}).get("counts", {}),
+                         p["counts"])],
     }
     if phase == "warm" and total.get("create", 0) > n / 2:
         rec["warning"] = "files created during the warm re-run: cache misses?"
     return rec
 
 
+def marginal(recs: list[dict]) -> list[dict]:
+    """Per (case, side): ``cold - empty`` of the same repeat, per call (the cost of one
+    more call, without the one-time making of the cache)."""
+    by = {(r["case"], r["side"], r["repeat"], r["phase"]): r for r in recs if "error" not in r}
+    out = []
+    for (case, side, rep, phase), cold in by.items():
+        empty = by.get((case, side, rep, "empty"))
+        if phase != "cold" or empty is None:
+            continue
+        n = cold["n"]
+
+        def sub(a: dict, b: dict) -> dict:
+            return {k: round((a.get(k, 0) - b.get(k, 0)) / n, 3) for k in set(a) | set(b)}
+
+        roles = {ro: sub(summarize_ops(Counter(cold["by_role"].get(ro, {}))),
+                         summarize_ops(Counter(empty["by_role"].get(ro, {}))))
+                 for ro in ROLES}
+        out.append(cold | {
+            "phase": "cold/marginal", "seconds": cold["seconds"],
+            "per_call": sub(summarize_ops(Counter(cold["ops"])),
+                            summarize_ops(Counter(empty["ops"]))),
+            "ops_per_call": sub(cold["ops"], empty["ops"]),
+            "by_role_per_call": roles})
+    return out
+
+
 def table(recs: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
-    for r in recs:
+    for r in recs + marginal(recs):
         if "error" not in r:
             groups.setdefault((r["case"], r["side"], r["phase"]), []).append(r)
     kinds = ("getattr", "create", "mkdir", "rename", "unlink", "open", "opendir", "readdir")
@@ -245,10 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 for case in a.cases:
                     for s in sides:
                         sub = f"{s.slug}-{case}-{r}"
-                        (backing / sub / "cache").mkdir(parents=True)
-                        cache = mnt / sub / "cache"
-                        for phase in ("cold", "warm"):
-                            rec = measure(m, s, case, phase, a.n, a.workers, cache, work,
+                        for d in ("cache", "empty"):
+                            (backing / sub / d).mkdir(parents=True)
+                        for phase in ("empty", "cold", "warm"):
+                            cache = mnt / sub / ("empty" if phase == "empty" else "cache")
+                            n = 0 if phase == "empty" else a.n
+                            rec = measure(m, s, case, phase, n, a.workers, cache, work,
                                           a.timeout) | {"repeat": r}
                             recs.append(rec)
                             line = json.dumps(rec)
@@ -261,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"ops/call (driver "
                                 f"{rec['by_role_per_call'].get('driver', {}).get('metadata', 0)}"
                                 f", jobs {rec['by_role_per_call'].get('jobs', {}).get('metadata', 0)})")
-                            log(f"repeat {r} {case} {s.name} {phase} n={a.n}: {what}")
+                            log(f"repeat {r} {case} {s.name} {phase} n={n}: {what}")
                         shutil.rmtree(backing / sub, ignore_errors=True)
         meta = {"bench": "meta", "n": a.n, "workers": a.workers, "repeats": a.repeats,
                 "delay_ms": a.delay_ms, "cases": a.cases,

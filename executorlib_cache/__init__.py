@@ -23,9 +23,11 @@ _LAZY = {
     "FluxClusterExecutor": ".cluster_executor",
     "SingleNodeExecutor": ".executor",
     "SlurmClusterExecutor": ".cluster_executor",
+    "SlurmJobExecutor": ".job_executor",
+    "FluxJobExecutor": ".job_executor",
     "get_cache_data": ".catalog",
     "list_cache": ".catalog",
-    "get_future_from_cache": ".executor",
+    "get_future_from_cache": ".watch",
     "get_item_from_future": ".future",
     "split_future": ".future",
     "terminate_task_in_cache": ".catalog",
@@ -33,10 +35,17 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .catalog import get_cache_data, terminate_task_in_cache, terminate_tasks_in_cache
+    from .catalog import (
+        get_cache_data,
+        list_cache,
+        terminate_task_in_cache,
+        terminate_tasks_in_cache,
+    )
     from .cluster_executor import FluxClusterExecutor, SlurmClusterExecutor
-    from .executor import BaseExecutor, SingleNodeExecutor, get_future_from_cache
+    from .executor import BaseExecutor, SingleNodeExecutor
     from .future import CacheFuture, FutureSelector, get_item_from_future, split_future
+    from .job_executor import FluxJobExecutor, SlurmJobExecutor
+    from .watch import get_future_from_cache
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +68,8 @@ __all__ = [
     "FluxClusterExecutor",
     "SingleNodeExecutor",
     "SlurmClusterExecutor",
+    "SlurmJobExecutor",
+    "FluxJobExecutor",
     "terminate_task_in_cache",
     "terminate_tasks_in_cache",
     "get_cache_data",

@@ -374,11 +374,41 @@ def test_terminate_task_in_cache_stops_one_running_call(cache_dir):
 
 def test_top_level_names_of_executorlib():
     for name in ("SingleNodeExecutor", "SlurmClusterExecutor", "FluxClusterExecutor",
+                 "SlurmJobExecutor", "FluxJobExecutor",
                  "BaseExecutor", "get_cache_data", "get_future_from_cache", "split_future",
                  "get_item_from_future", "terminate_tasks_in_cache",
                  "terminate_task_in_cache"):
         assert name in executorlib_cache.__all__ and getattr(executorlib_cache, name)
     assert issubclass(SlurmClusterExecutor, executorlib_cache.BaseExecutor)
+
+
+#: executorlib 1.11's SlurmJobExecutor / FluxJobExecutor parameters, in order
+SLURM_JOB = [*SINGLE[:4], ("pmi_mode", None), *SINGLE[4:]]
+FLUX_JOB = [*SINGLE[:4], ("pmi_mode", None), ("flux_executor", None),
+            ("flux_executor_nesting", False), ("flux_log_files", False), *SINGLE[4:]]
+
+
+@pytest.mark.parametrize("cls,expected", [
+    (executorlib_cache.SlurmJobExecutor, SLURM_JOB),
+    (executorlib_cache.FluxJobExecutor, FLUX_JOB)])
+def test_job_executors_take_executorlibs_parameters_and_run(cls, expected, tmp_path):
+    params = list(inspect.signature(cls).parameters.values())
+    assert [(p.name, p.default) for p in params[:len(expected)]] == expected
+    with cls(2, tmp_path / "cache", None, None, "pmix") as exe:  # positional, as executorlib
+        assert exe.submit(add, 1, b=2).result(timeout=30) == 3
+    if cls.__name__ == "FluxJobExecutor":
+        with pytest.raises(UnsupportedOptionError, match="flux_executor"):
+            cls(flux_executor=object())
+
+
+def test_a_function_with_a_resource_dict_parameter_is_refused(tmp_path):
+    def configure(x, resource_dict=None):
+        return x
+
+    with SingleNodeExecutor(cache_directory=tmp_path / "cache") as exe:
+        with pytest.raises(ValueError, match="The parameter resource_dict is used internally"):
+            exe.submit(configure, 1)
+        assert exe.submit(max, 1, 2).result(timeout=30) == 2  # no signature: fine
 
 
 # ---------------------------------------------------------------- keys, directories, recompute

@@ -36,7 +36,7 @@ LAYERS: list[set[str]] = [
      "backends.local", "backends.cluster", "backends.workers", "backends.pool"},
     {"inbox"},
     {"poller", "watch"},
-    {"executor", "cluster_executor"},
+    {"executor", "cluster_executor", "job_executor"},
     {"", "__main__"},  # the package itself (lazy public names) and `python -m`
 ]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
