@@ -35,6 +35,9 @@ With the kernel caches off (slowfs' default) every path component of every syste
 call reaches the daemon as a ``getattr`` (LOOKUP), so a call on
 ``<mnt>/<side>/cache/<hh>/<file>`` costs 4 of them: these counts are what a metadata
 server sees from a client that caches nothing (an upper bound; see bench/README.md).
+``--entry-timeout 60`` lets the kernel keep dentries (directories and existing files
+are looked up once; attributes and misses still reach the daemon every time): close
+to one operation per system call, like a client that caches names.
 The worker jobs poll the queue directory while idle (every 0.05-1 s, up to 3 s
 before they exit), so part of the jobs' count depends on timing: compare sides
 measured in the same run.  ``--ours-checkout`` (repeatable, with ``--label``) runs
@@ -248,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--delay-ms", type=float, default=0.0,
                     help="slowfs metadata delay (0: count only)")
+    ap.add_argument("--entry-timeout", type=float, default=0.0,
+                    help="kernel dentry cache timeout of the mount, s (0: every path "
+                    "component of every call is looked up; e.g. 60: directories and "
+                    "existing files are looked up once, like a client that caches "
+                    "dentries; attributes and misses are never cached)")
     ap.add_argument("--cases", nargs="+", choices=("packed", "trivial"), default=["packed"],
                     help="packed: SlurmClusterExecutor(max_workers); trivial: the local "
                     "SingleNodeExecutor(max_workers) as a reference")
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with slowfs.slow_mount(delay_ms=a.delay_ms, backing=backing, mountpoint=mnt,
                                python=daemon_python, log=work / "slowfs.log",
-                               by_process=True) as m:
+                               timeouts=(a.entry_timeout, 0.0, 0.0), by_process=True) as m:
             log(f"mounted {m} (delay {a.delay_ms} ms, kernel caches off, per process)")
             for r in range(a.repeats):
                 for case in a.cases:
@@ -305,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                             log(f"repeat {r} {case} {s.name} {phase} n={n}: {what}")
                         shutil.rmtree(backing / sub, ignore_errors=True)
         meta = {"bench": "meta", "n": a.n, "workers": a.workers, "repeats": a.repeats,
-                "delay_ms": a.delay_ms, "cases": a.cases,
+                "delay_ms": a.delay_ms, "entry_timeout": a.entry_timeout, "cases": a.cases,
                 "sides": {s.name: {"label": s.label, "checkout": str(s.checkout or ""),
                                    "versions": envs.versions(s.python)} for s in sides},
                 "machine": envs.machine(work), "loadavg_start": load_start,
@@ -315,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         if sink:
             sink.write(json.dumps(meta) + "\n")
         print(f"\nFUSE daemon operations per call (N={a.n}, max_workers={a.workers}, medians "
-              f"of {a.repeats} interleaved runs; driver = driver process tree, jobs = "
-              f"processes under slurmstepd)\n{table(recs)}")
+              f"of {a.repeats} interleaved runs, kernel entry timeout {a.entry_timeout:g} s; "
+              f"driver = driver process tree, jobs = processes under slurmstepd; the empty "
+              f"rows are totals)\n{table(recs)}")
     finally:
         if sink:
             sink.close()

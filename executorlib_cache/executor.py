@@ -39,7 +39,14 @@ from .future import BatchFuture, CacheFuture, batched
 from .graph import GraphRecorder
 from .hashing import task_key
 from .liveness import Heartbeat
-from .options import DISABLED_DEPENDENCIES, check_interactive_options, positive_int_or_none
+from .options import (
+    DISABLED_DEPENDENCIES,
+    RESOURCE_DICT_PARAMETER,
+    check_interactive_options,
+    positive_int_or_none,
+    remembering_init,
+    takes_resource_dict,
+)
 from .poller import Poller
 from .progress import ProgressTracker
 from .resources import merge_resources
@@ -102,7 +109,7 @@ class BaseExecutor(Executor):
         super().__init_subclass__(**kwargs)
         if "__init__" not in cls.__dict__:
             return
-        cls.__init__ = _remembering(cls.__init__)  # type: ignore[method-assign]
+        cls.__init__ = remembering_init(cls.__init__)  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -183,6 +190,7 @@ class BaseExecutor(Executor):
         self._shutdown_lock = threading.Lock()
         self._hits: list[str] = []  # keys read from the cache, logged at shutdown (LRU)
         self._recompute = bool(recompute)
+        self._max_workers = max_workers
         self._recomputed: set[str] = set()  # once per key and executor
         self._others: dict[str, BaseExecutor] = {}  # per-call cache_directory
         self._closed = False
@@ -229,7 +237,7 @@ class BaseExecutor(Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}: {fn!r:.80}")
-        if _takes_resource_dict(fn):
+        if takes_resource_dict(fn):
             raise ValueError(RESOURCE_DICT_PARAMETER)
         resources = merge_resources(self._resources, resource_dict)
         directory = resources.pop("cache_directory", None)
@@ -332,6 +340,36 @@ class BaseExecutor(Executor):
             self._store.record_use(self._hits)
             self._hits = []
         return future.set_outcome(outcome.status, outcome.payload, outcome.meta, cached=True)
+
+    def __len__(self) -> int:
+        """Calls submitted and not resolved yet (executorlib: not yet taken from its
+        queue)."""
+        return len(self._poller.unresolved_futures()) if self._poller.started else 0
+
+    def __bool__(self) -> bool:
+        """Always true (as executorlib's: ``if exe:`` does not depend on ``len``)."""
+        return True
+
+    @property
+    def max_workers(self) -> int | None:
+        """The ``max_workers`` it was made with; setting it raises executorlib's
+        ``NotImplementedError``."""
+        return self._max_workers
+
+    @max_workers.setter
+    def max_workers(self, value: int | None) -> None:
+        raise NotImplementedError("The max_workers setter is not implemented.")
+
+    @property
+    def info(self) -> dict[str, Any] | None:
+        """The executor's configuration (cache directory, backend, defaults); None
+        after shutdown, as executorlib's."""
+        if self._closed:
+            return None
+        return {"cache_directory": str(self._store.root), "backend": self._backend.name,
+                "max_workers": self._max_workers, "resource_dict": dict(self._resources),
+                "disable_dependencies": self._disable_dependencies, "wait": self._wait,
+                "recompute": self._recompute}
 
     def _is_foreign(self, f: Any) -> bool:
         root = getattr(f, "cache_root", None)
@@ -528,32 +566,6 @@ def _mode(name: str, mode: int | None, owner: int) -> int | None:
     return mode
 
 
-#: executorlib's message for a function with a ``resource_dict`` parameter
-RESOURCE_DICT_PARAMETER = ("The parameter resource_dict is used internally in executorlib, so it "
-                           "cannot be used as a parameter in the submitted functions.")
-
-
-def _takes_resource_dict(fn: Callable[..., Any]) -> bool:
-    """``fn`` declares a parameter ``resource_dict`` (which ``submit`` consumes); cached
-    per function (``inspect.signature`` costs ~15 us, a cache hit ~0.1 ms in all)."""
-    try:
-        return _takes_resource_dict_cached(fn)
-    except TypeError:  # unhashable callable
-        return _has_resource_dict(fn)
-
-
-@functools.lru_cache(maxsize=4096)
-def _takes_resource_dict_cached(fn: Callable[..., Any]) -> bool:
-    return _has_resource_dict(fn)
-
-
-def _has_resource_dict(fn: Callable[..., Any]) -> bool:
-    try:
-        return "resource_dict" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins without a signature: nothing to check
-        return False
-
-
 def _key_of(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:
     try:
         return task_key(fn, args, kwargs)
@@ -570,20 +582,7 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _remembering(init: Callable[..., None]) -> Callable[..., None]:
-    """``init`` that first records its arguments as ``self._init_call`` (only the
-    outermost ``__init__`` of a class records: a subclass's, not ``super()``'s)."""
-
-    @functools.wraps(init)  # keeps the signature (inspect follows __wrapped__)
-    def remembering(self: Any, *args: Any, **kw: Any) -> None:
-        if not hasattr(self, "_init_call"):
-            self._init_call = (args, kw)
-        init(self, *args, **kw)
-
-    return remembering
-
-
-BaseExecutor.__init__ = _remembering(BaseExecutor.__init__)  # type: ignore[method-assign]
+BaseExecutor.__init__ = remembering_init(BaseExecutor.__init__)  # type: ignore[method-assign]
 
 
 class SingleNodeExecutor(BaseExecutor):

@@ -480,3 +480,16 @@ def test_per_call_cache_directory(tmp_path: Path) -> None:
     with SingleNodeExecutor(cache_directory=main) as exe:  # a re-run: hits in both
         b2 = exe.submit(add, exe.submit(add, 1), resource_dict={"cache_directory": str(other)})
         assert b2.result(timeout=30) == 3 and b2.cached
+
+
+def test_len_bool_info_and_max_workers_as_executorlib(tmp_path):
+    exe = SingleNodeExecutor(2, tmp_path / "cache")
+    assert len(exe) == 0 and bool(exe) is True  # an idle executor is still truthy
+    assert exe.max_workers == 2 and exe.info["cache_directory"] == str(tmp_path / "cache")
+    with pytest.raises(NotImplementedError, match="max_workers setter"):
+        exe.max_workers = 3
+    slow = exe.submit(time.sleep, 1)
+    assert len(exe) >= 1
+    slow.result(timeout=30)
+    exe.shutdown()
+    assert len(exe) == 0 and exe.info is None
