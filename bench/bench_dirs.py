@@ -1,9 +1,10 @@
 """One directory of N small files, or the same files in 256 shard directories?
 
     python bench/bench_dirs.py [--sizes 100000 1000000] [--repeats 3 1] [--lookups 10000]
-                               [--procs 2] [--dir DIR] [--json FILE]
+                               [--procs 2] [--parallel-max 100000] [--dir DIR] [--json FILE]
                                [--slowfs-sizes 100000] [--slowfs-delay-ms 1]
                                [--slowfs-creates 2000] [--slowfs-procs 4]
+                               [--slowfs-entry-timeout 0]
 
 Format 2 keeps a cache's files in 256 shards ``<cache>/<hh>/`` (``hh``: the first
 byte of ``blake2s(key, digest_size=4)``, as ``store.py`` does).  This measures that
@@ -64,7 +65,10 @@ def make_names(n: int, rng: random.Random) -> list[str]:
 
 
 def shard(name: str) -> str:
-    return f"{hashlib.blake2s(name.encode(), digest_size=4).digest()[0]:02x}"
+    """The shard of a file name, as ``store.py`` places it: the first byte of
+    ``blake2s(key, digest_size=4)`` of the key (the name without ``.h5``)."""
+    key = name[:-3] if name.endswith(".h5") else name
+    return f"{hashlib.blake2s(key.encode(), digest_size=4).digest()[0]:02x}"
 
 
 def path_of(root: str, layout: str, name: str) -> str:
@@ -201,13 +205,13 @@ def local_round(base: Path, n: int, layout: str, args, rng: random.Random, rep: 
     rec["dir_alloc_after_prune_bytes"] = dir_bytes(root, layout)[1]
     unlink_all(root, layout, list(keep))
     shutil.rmtree(root)
-    if args.procs > 1:  # the same names again, created by procs processes at once
+    if args.procs > 1 and n <= args.parallel_max:  # the same names, procs at once
         rec["procs"] = args.procs
         rec["create_parallel_s"] = round(create(root, layout, names, args.procs), 3)
         shutil.rmtree(root)
     emit(rec, sink)
     log(f"local n={n} {layout:7} create {rec['create_s']} s"
-        + (f" ({args.procs} procs {rec['create_parallel_s']} s)" if args.procs > 1 else "")
+        + (f" ({args.procs} procs {rec['create_parallel_s']} s)" if "procs" in rec else "")
         + f", stat hit {rec['lookup_hit_us']} us miss {rec['lookup_miss_us']} us, "
           f"list {rec['list_s']} s, after prune {rec['list_after_prune_s']} s")
     return rec
@@ -226,7 +230,9 @@ def slowfs_round(m, n: int, layout: str, args, rng: random.Random, rep: int, sin
     t0 = time.perf_counter()
     create(broot, layout, names, 1)  # at local-disk speed, not through the mount
     made = time.perf_counter() - t0
-    rec = {"bench": "dirs", "fs": f"slowfs {args.slowfs_delay_ms:g} ms", "n": n,
+    fs = f"slowfs {args.slowfs_delay_ms:g} ms" + (
+        f", dentries cached {args.slowfs_entry_timeout:g} s" if args.slowfs_entry_timeout else "")
+    rec = {"bench": "dirs", "fs": fs, "n": n,
            "layout": layout, "repeat": rep, "load": os.getloadavg()[0],
            "backing_create_s": round(made, 2)}
 
@@ -329,11 +335,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="repeats per size, in --sizes order (last one for the rest)")
     ap.add_argument("--lookups", type=int, default=10_000, help="hits and misses each")
     ap.add_argument("--procs", type=int, default=2, help="parallel creators (2; 1 = skip)")
+    ap.add_argument("--parallel-max", type=int, default=100_000,
+                    help="parallel creates only up to this N (100000: at 1,000,000 the "
+                    "extra pass would double the run time)")
     ap.add_argument("--dir", help="where the files go (default: a temp dir, removed)")
     ap.add_argument("--slowfs-sizes", type=int, nargs="*", default=[],
                     help="also on slowfs at these sizes (e.g. 100000)")
     ap.add_argument("--slowfs-delay-ms", type=float, default=1.0)
     ap.add_argument("--slowfs-repeats", type=int, default=1)
+    ap.add_argument("--slowfs-entry-timeout", type=float, default=0.0,
+                    help="kernel dentry cache timeout of the mount, s (0: a client that "
+                    "caches nothing; e.g. 60: directories and found names are looked up "
+                    "once, misses every time)")
     ap.add_argument("--slowfs-creates", type=int, default=2000,
                     help="files created through the mount into the full tree (2000)")
     ap.add_argument("--slowfs-procs", type=int, default=4, help="parallel creators (4)")
@@ -361,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
             with slowfs.slow_mount(delay_ms=a.slowfs_delay_ms, backing=base / "backing",
                                    mountpoint=base / "mnt",
+                                   timeouts=(a.slowfs_entry_timeout, 0.0, 0.0),
                                    python=str(envs.slowfs_python(log)),
                                    log=base / "slowfs.log") as m:
                 for n in a.slowfs_sizes:
@@ -370,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                             recs.append(slowfs_round(m, n, layout, a, rng, rep, sink))
         meta = {"bench": "meta", "dir": str(base), "sizes": a.sizes, "repeats": a.repeats,
                 "lookups": a.lookups, "procs": a.procs, "slowfs_sizes": a.slowfs_sizes,
-                "slowfs_delay_ms": a.slowfs_delay_ms, "cpus": os.cpu_count(),
+                "slowfs_delay_ms": a.slowfs_delay_ms,
+                "slowfs_entry_timeout": a.slowfs_entry_timeout, "cpus": os.cpu_count(),
                 "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                 "harness_s": round(time.perf_counter() - t_start, 1)}
         emit(meta, sink)

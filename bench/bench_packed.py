@@ -202,7 +202,7 @@ def marginal(recs: list[dict]) -> list[dict]:
             continue
         n = cold["n"]
 
-        def sub(a: dict, b: dict) -> dict:
+        def sub(a: dict, b: dict, n: int = n) -> dict:
             return {k: round((a.get(k, 0) - b.get(k, 0)) / n, 3) for k in set(a) | set(b)}
 
         roles = {ro: sub(summarize_ops(Counter(cold["by_role"].get(ro, {}))),
@@ -234,7 +234,8 @@ def table(recs: list[dict]) -> str:
                f"{statistics.median(secs):.2f} [{min(secs):.2f}-{max(secs):.2f}]",
                f"{med(lambda r: r['per_call']['metadata']):.2f}"]
         for ro in ROLES:
-            row.append(f"{med(lambda r, ro=ro: r['by_role_per_call'].get(ro, {}).get('metadata', 0)):.2f}")
+            per_role = med(lambda r, ro=ro: r['by_role_per_call'].get(ro, {}).get('metadata', 0))
+            row.append(f"{per_role:.2f}")
         row += [f"{med(lambda r, k=k: r['per_call'][k]):.2f}"
                 for k in ("namespace", "lookups", "readdir")]
         row += [f"{med(lambda r, k=k: r['ops_per_call'].get(k, 0)):.2f}" for k in kinds]
@@ -305,11 +306,12 @@ def main(argv: list[str] | None = None) -> int:
                             if sink:
                                 sink.write(line + "\n")
                                 sink.flush()
+                            roles = rec.get("by_role_per_call", {})
                             what = rec.get("error") or (
                                 f"{rec['seconds']} s, {rec['per_call']['metadata']} meta "
                                 f"ops/call (driver "
-                                f"{rec['by_role_per_call'].get('driver', {}).get('metadata', 0)}"
-                                f", jobs {rec['by_role_per_call'].get('jobs', {}).get('metadata', 0)})")
+                                f"{roles.get('driver', {}).get('metadata', 0)}"
+                                f", jobs {roles.get('jobs', {}).get('metadata', 0)})")
                             log(f"repeat {r} {case} {s.name} {phase} n={n}: {what}")
                         shutil.rmtree(backing / sub, ignore_errors=True)
         meta = {"bench": "meta", "n": a.n, "workers": a.workers, "repeats": a.repeats,

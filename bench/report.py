@@ -66,10 +66,35 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{r:.0f}×" if r >= 100 else f"{r:.1f}×" if r >= 1 else f"{r:.2f}×"
 
 
-def _verdict(value, limit) -> str:
+def _verdict(value, limit, inclusive: bool = False) -> str:
     if value is None:
         return "not measured"
-    return "**met**" if value < limit else "**missed**"
+    ok = value <= limit if inclusive else value < limit
+    return "**met**" if ok else f"**missed** (by {_pct(value, limit)})"
+
+
+def _pct(value: float, limit: float) -> str:
+    return f"{(value / limit - 1) * 100:.0f}%"
+
+
+#: docs/benchmarks.md: everything from this line on is written by hand (the
+#: bench_metadata / bench_packed / bench_dirs / bench_slowfs sections) and kept when
+#: run.py or report.py render the generated part above it
+MANUAL_MARKER = ("<!-- Hand-written sections below (bench_metadata.py, bench_packed.py, "
+                 "bench_dirs.py, bench_slowfs.py): bench/run.py and bench/report.py keep "
+                 "everything from this line on. -->")
+
+
+def with_manual(text: str, old_path) -> str:
+    """``text`` plus the hand-written tail of the current file at ``old_path``."""
+    from pathlib import Path
+
+    try:
+        old = Path(old_path).read_text()
+    except OSError:
+        return text
+    i = old.find(MANUAL_MARKER)
+    return text if i < 0 else text.rstrip("\n") + "\n\n" + old[i:]
 
 
 def machine_table(machine: dict, versions: dict, cmdline: str) -> list[str]:
@@ -129,16 +154,20 @@ def local_table(results: list[dict], sizes: dict, full: bool) -> list[str]:
 
 
 def disk_table(results: list[dict], sizes: dict) -> list[str]:
-    out = ["| what | side | apparent bytes per entry | `du` bytes per entry | files per entry |",
-           "|---|---|---|---|---|"]
+    out = ["| what | side | apparent bytes per entry | `du` bytes per entry | "
+           "allocated to files, per entry | files per entry | directories (once per cache) |",
+           "|---|---|---|---|---|---|---|"]
     for side in ("ours", "executorlib"):
         recs = _ok(results, bench="disk", side=side)
         if recs:
             r, n = recs[-1], recs[-1]["n"]
             d = r["disk"]
+            files_only = (_bytes(d["file_alloc_bytes"] / n) if "file_alloc_bytes" in d
+                          else "–")
+            dirs = (f"{d['dirs']} ({_bytes(d['dir_alloc_bytes'])})" if "dirs" in d else "–")
             out.append(f"| trivial `inc(i)` entry (N={n}) | {SIDE_NAMES[side]} | "
                        f"{_bytes(d['apparent_bytes'] / n)} | {_bytes(d['du_bytes'] / n)} | "
-                       f"{d['files'] / n:.1f} |")
+                       f"{files_only} | {d['files'] / n:.1f} | {dirs} |")
     for side in ("ours", "executorlib"):
         recs = _ok(results, bench="payload", side=side)
         if recs:
@@ -146,7 +175,8 @@ def disk_table(results: list[dict], sizes: dict) -> list[str]:
             out.append(f"| {sizes['payload']} MB array in + out, whole cache dir "
                        f"(+1 trivial warm-up entry) | {SIDE_NAMES[side]} | "
                        f"{_bytes(d['apparent_bytes'])} | {_bytes(d['du_bytes'])} | "
-                       f"{d['files']} files |")
+                       f"{_bytes(d['file_alloc_bytes']) if 'file_alloc_bytes' in d else '–'} | "
+                       f"{d['files']} files | {d.get('dirs', '–')} |")
     return out
 
 
@@ -203,26 +233,36 @@ def slurm_table(results: list[dict], sizes: dict) -> list[str]:
 def targets_table(results: list[dict], sizes: dict, have_slurm: bool) -> list[str]:
     out = ["| target (from the issues) | measured (ours, median) | verdict |", "|---|---|---|"]
 
-    def row(text, value, limit, shown=None):
+    def row(text, value, limit, shown=None, inclusive=False):
         shown = shown or ("–" if value is None else _secs(value))
-        out.append(f"| {text} | {shown} | {_verdict(value, limit)} |")
+        out.append(f"| {text} | {shown} | {_verdict(value, limit, inclusive)} |")
 
-    row("500 trivial tasks cold < 1 s", _median(results, bench="cold", n=500, side="ours"), 1.0)
-    row("re-run of 10,000 cached calls < 2 s",
-        _median(results, bench="warm", n=10000, side="ours"), 2.0)
+    row("500 trivial tasks cold ≤ 0.6 s (issue 14; was < 1 s)",
+        _median(results, bench="cold", n=500, side="ours"), 0.6, inclusive=True)
+    row("re-run of 10,000 cached calls ≤ 1.5 s (issue 14; was < 2 s)",
+        _median(results, bench="warm", n=10000, side="ours"), 1.5, inclusive=True)
     row("chain of 20 < 0.2 s", _median(results, bench="chain", n=20, side="ours"), 0.2)
     disk = _ok(results, bench="disk", side="ours")
     if disk:
         d, n = disk[-1]["disk"], disk[-1]["n"]
         app, du = d["apparent_bytes"] / n, d["du_bytes"] / n
-        out.append(f"| trivial entry on disk < 6 KB | {_bytes(app)} apparent, {_bytes(du)} "
-                   f"allocated (`du`) | apparent {_verdict(app, 6000)}, "
-                   f"allocated {_verdict(du, 6000)} |")
+        if "file_alloc_bytes" in d:
+            fa = d["file_alloc_bytes"] / n
+            out.append(f"| trivial entry on disk < 6 KB | {_bytes(app)} apparent, {_bytes(fa)} "
+                       f"allocated to the entry's files; {_bytes(du)} `du` per entry at N={n} "
+                       f"(includes {d['dirs']} directories made once per cache, "
+                       f"{_bytes(d['dir_alloc_bytes'])}) | apparent {_verdict(app, 6000)}, "
+                       f"allocated {_verdict(fa, 6000)} (per entry at large N; "
+                       f"`du` at N={n} {_verdict(du, 6000)}) |")
+        else:
+            out.append(f"| trivial entry on disk < 6 KB | {_bytes(app)} apparent, {_bytes(du)} "
+                       f"allocated (`du`) | apparent {_verdict(app, 6000)}, "
+                       f"allocated {_verdict(du, 6000)} |")
     else:
         row("trivial entry on disk < 6 KB", None, 6000)
     ls = [r for r in _ok(results, bench="ls") if r.get("label", "").startswith("xcache ls >")]
-    row("`xcache ls` on 100,000 entries < 3 s",
-        ls[0]["seconds"] if ls and ls[0]["n"] >= 100_000 else None, 3.0)
+    row("`xcache ls` on 100,000 entries ≤ 3 s",
+        ls[0]["seconds"] if ls and ls[0]["n"] >= 100_000 else None, 3.0, inclusive=True)
     if not have_slurm:
         out.append("| SLURM targets | SLURM not running (`sinfo` failed) | not measured |")
         return out
@@ -296,7 +336,8 @@ def render(results, machine, versions, full, sizes, have_slurm, cmdline) -> str:
     md = [
         "# Benchmarks: executorlib_cache vs executorlib vs ProcessPoolExecutor",
         "",
-        "Generated by `bench/run.py` (see `bench/README.md`); do not edit by hand. "
+        "Generated by `bench/run.py` (see `bench/README.md`); do not edit by hand, except "
+        "the sections after the marker near the end (kept by `run.py`/`report.py`). "
         "Every number is the median of several runs, each in a fresh interpreter, with the "
         "range (min–max) in brackets; the sides are interleaved within each repeat and the "
         "ratios compare medians of this same run. The machine is shared and noisy: trust "
@@ -333,7 +374,10 @@ def render(results, machine, versions, full, sizes, have_slurm, cmdline) -> str:
         "Apparent = sum of the files' sizes; `du` = blocks allocated (`du -sB1`, includes "
         "directories), divided by the number of entries. On ext4 every non-empty file and "
         "every directory takes at least one 4 KB block, so the allocated size of a small "
-        "entry is set by how many files (and directories) it has, not by its bytes.",
+        "entry is set by how many files (and directories) it has, not by its bytes. Format "
+        "2 makes 256 shard directories (and a few hidden ones) once per cache: at N=100 "
+        "they are most of `du` per entry; \"allocated to files\" is the per-entry figure "
+        "at large N.",
         "",
         *disk_table(results, sizes),
         "",
@@ -401,7 +445,7 @@ def main() -> None:
     results, meta = merge(a.raw)
     text = render(results, meta["machine"], meta["versions"], meta["full"], meta["sizes"],
                   meta["have_slurm"], meta["cmdline"])
-    Path(a.out).write_text(text)
+    Path(a.out).write_text(with_manual(text, a.out))
     print(f"wrote {a.out}")
 
 

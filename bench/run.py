@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (opts.smoke or opts.no_docs):
         text = report.render(results, machine, versions, opts.full, sizes, have_slurm,
                              meta["cmdline"])
-        Path(opts.docs).write_text(text)
+        Path(opts.docs).write_text(report.with_manual(text, opts.docs))
         log(f"wrote {opts.docs}")
     for r in crashed:
         log(f"CRASH {r['bench']} {r['case']} n={r['n']}: {r['error']}")

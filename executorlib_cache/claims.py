@@ -90,8 +90,10 @@ def read_claim(store: Store, key: str) -> dict[str, Any] | None:
 
 
 def write_claim(store: Store, key: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Replace the entry's claim atomically; returns ``record``."""
-    store.write_claim(key, record)
+    """Replace the entry's claim atomically, under its claim lock (re-entrant: free
+    inside ``claim()``); returns ``record``."""
+    with store.claim(key):
+        store.write_claim(key, record)
     return record
 
 
@@ -187,6 +189,7 @@ def claim(store: Store, key: str, backend: Claimant, payload: bytes,
             finished = None
         if finished == DONE:
             return "hit"
+        recovering = finished == FAILED
         if finished is None:
             job = read_claim(store, key)
             if job is not None:
@@ -194,7 +197,11 @@ def claim(store: Store, key: str, backend: Claimant, payload: bytes,
                     return "attached"
                 if backend.adopt(key, job):
                     return "adopted"  # its owner died; its scheduler job may still run
-                # its owner died without a result: the claim below replaces it
+                recovering = True  # its owner died without a result: replaced below
+        if recovering:  # what a killed writer left: temp files, an old task file
+            store.sweep_temps(key)
+            if backend.worker_writes_task:
+                store.discard(key, TASK)
         if not backend.worker_writes_task:  # also over a damaged/tampered one
             store.write_task(key, payload, meta)
         write_claim(store, key, claim_record(backend.name, meta,
@@ -220,6 +227,9 @@ def take_over(store: Store, key: str, backend: Claimant, payload: bytes,
             return "live"
         if backend.adopt(key, job):
             return "adopted"
+        store.sweep_temps(key)
+        if backend.worker_writes_task:
+            store.discard(key, TASK)
         if not backend.worker_writes_task and not store.has(key, TASK):
             store.write_task(key, payload, meta)
         write_claim(store, key, claim_record(backend.name, meta,
@@ -314,8 +324,9 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
             continue
         o = v.owner or {}
         ident = (o.get("host"), o.get("pid"), o.get("start"))
-        if ident not in owners:
-            owners[ident] = owner_alive(v.owner, store.root)
+        if ident not in owners:  # a dead driver's workers finish the calls they hold
+            owners[ident] = owner_alive(v.owner, store.root) or (
+                v.backend in (None, "local") and bool(orphan_workers(v.owner, store.root)))
         if owners[ident] or v.runner_alive():
             continue
         who = f"{o.get('host')}:{o.get('pid')}" if v.owner else "unknown"

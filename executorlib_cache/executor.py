@@ -358,6 +358,7 @@ class BaseExecutor(Executor):
 
     @max_workers.setter
     def max_workers(self, value: int | None) -> None:
+        """Not supported, as in executorlib (raises ``NotImplementedError``)."""
         raise NotImplementedError("The max_workers setter is not implemented.")
 
     @property
@@ -488,9 +489,9 @@ class BaseExecutor(Executor):
                 self._heartbeat.stop()
         if first:
             self._close_observers()
+        _live_executors.discard(self)  # first: the exit hook must not raise it again
         if wait and self._poller.error is not None:
             raise BrokenExecutor("executorlib_cache poller failed") from self._poller.error
-        _live_executors.discard(self)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         """``with`` ends with ``shutdown(wait=True)``, as in ``concurrent.futures``

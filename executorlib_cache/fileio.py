@@ -80,7 +80,13 @@ def _diverted(path: Path | str) -> str:
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.diverted")
 
 
-def _tmp_name(path: Path) -> Path:
+def _tmp_name(path: Path, stable: bool = False) -> Path:
+    if stable:  # one writer at a time (under a lock): a killed one's file is reused
+        return path.with_name(f".{path.name[:250]}.tmp")
+    return _unique_tmp_name(path)
+
+
+def _unique_tmp_name(path: Path) -> Path:
     # host, pid and 40 random bits: writers on several nodes never collide; the name
     # part is cut so the whole stays within NAME_MAX (255) for long keys and hosts
     tail = f".{HOST[:40]}-{os.getpid()}-{random.getrandbits(40):010x}.tmp"
@@ -88,20 +94,24 @@ def _tmp_name(path: Path) -> Path:
 
 
 def atomic_write(path: Path | str, data: bytes, mode: int = 0o600,
-                 label: str | None = None) -> None:
+                 label: str | None = None, stable: bool = False) -> None:
     """Write ``data`` to a temp name beside ``path``, then ``os.replace`` it there.
 
     A reader sees the old file or the new one, never half of it, and ``kill -9`` at
     any instant leaves no half-written file under ``path`` (DESIGN.md, "atomic
     visibility").  ``mode`` is applied at creation (minus the umask).  The temp
     name carries host, pid and 40 random bits, so writers on several nodes of a
-    shared file system never collide.  ``label`` names the crash points (default:
-    the file's name).  Raises ``OSError`` (the temp file is gone).
+    shared file system never collide.  ``stable=True`` (a writer holding the file's
+    lock: no other can write it now) uses ``.<name>.tmp`` instead and truncates it,
+    so a killed writer's temp file is taken over by the next, never left behind.
+    ``label`` names the crash points (default: the file's name).  Raises ``OSError``
+    (the temp file is gone).
     """
     path = Path(path)
-    tmp = _tmp_name(path)
+    tmp = _tmp_name(path, stable)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if stable else os.O_EXCL)
+        fd = os.open(tmp, flags, mode)
         try:
             view = memoryview(data)
             if _CRASH_AT is not None:
@@ -230,6 +240,20 @@ def _fcpl(userblock: int) -> h5p.PropFCID:
     return fcpl
 
 
+#: datasets up to this size are stored in their object header (HDF5's compact layout,
+#: limit 64 KiB): a contiguous dataset takes its space from HDF5's 2 KiB small-data
+#: block, which made a trivial entry 4.2 KB (two 4 KB blocks) instead of 2.6 KB (one)
+COMPACT_MAX = 16 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _compact_dcpl() -> h5p.PropDCID:
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_layout(h5d.COMPACT)
+    dcpl.set_obj_track_times(False)
+    return dcpl
+
+
 def _fill(fid: Any, datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
           format_version: int) -> None:
     _write_attr(fid, FORMAT_ATTR, np.int64(format_version))
@@ -238,7 +262,9 @@ def _fill(fid: Any, datasets: list[tuple[bytes, bytes]], meta_json: str, sig: st
         _write_attr(fid, b"hmac", np.bytes_(sig.encode()))
     for name, payload in datasets:
         data = np.frombuffer(payload, dtype=np.uint8)
-        did = h5d.create(fid, name, h5t.NATIVE_UINT8, h5s.create_simple((data.size,)))
+        dcpl = _compact_dcpl() if 0 < data.size <= COMPACT_MAX else None
+        did = h5d.create(fid, name, h5t.NATIVE_UINT8, h5s.create_simple((data.size,)),
+                         dcpl=dcpl)
         if data.size:
             did.write(h5s.ALL, h5s.ALL, data)
         did.close()
@@ -246,22 +272,25 @@ def _fill(fid: Any, datasets: list[tuple[bytes, bytes]], meta_json: str, sig: st
 
 def write_entry(path: Path | str, datasets: list[tuple[bytes, bytes]], meta_json: str,
                 sig: str | None, mode: int, format_version: int,
-                summary: dict[str, Any] | None, label: str | None = None) -> None:
+                summary: dict[str, Any] | None, label: str | None = None,
+                stable: bool = False) -> None:
     """Write an entry file atomically: ``datasets`` (name, bytes) as uint8 datasets,
     attributes ``format``, ``meta`` (JSON text), optional ``hmac``; with a
     ``summary``, a user block holding it (format 2).  Up to 1 MiB of payload the
     file is built in memory and written with one system call (~30% faster than
     HDF5's many small writes); larger ones are written by HDF5 into the temp file.
-    ``label`` names the crash points (default: the file's name)."""
+    ``label`` names the crash points (default: the file's name); ``stable`` as in
+    :func:`atomic_write`."""
     path = Path(path)
     block = summary_block(summary) if summary is not None else b""
     if sum(len(p) for _, p in datasets) <= _IMAGE_LIMIT:
         atomic_write(path, block + _image(datasets, meta_json, sig, format_version,
-                                          len(block)), mode, label)
+                                          len(block)), mode, label, stable)
         return
-    tmp = _tmp_name(path)
+    tmp = _tmp_name(path, stable)
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT
+                         | (os.O_TRUNC if stable else os.O_EXCL), mode))
         fcpl = _fcpl(len(block)) if block else h5p.create(h5p.FILE_CREATE)
         fid = h5f.create(os.fsencode(tmp), h5f.ACC_TRUNC, fcpl=fcpl, fapl=_fapl())
         try:

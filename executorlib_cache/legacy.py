@@ -96,7 +96,7 @@ def warn_once(root: str) -> None:
     warnings.warn(
         f"cache directory {root} holds format-1 entries: they are read as cache "
         f"hits, but each miss costs one more lookup; convert them with "
-        f"`xcache migrate {root}` (safe to interrupt and re-run)",
+        f"`xcache --cache-dir {root} migrate` (safe to interrupt and re-run)",
         stacklevel=4)
 
 

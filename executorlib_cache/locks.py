@@ -139,7 +139,7 @@ class StripeLock:
                 s.rlock.release()
                 raise
         s.depth += 1
-        if fileio._CRASH_AT is not None:
+        if fileio._CRASH_AT is not None and s.depth == 1:  # the outermost holder only
             fileio._crash_point("claim", "held")
         return self
 

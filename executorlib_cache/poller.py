@@ -553,9 +553,11 @@ class Poller:
                 claim = self.store.read_claim(task.key)
                 meta["claim"] = claim  # kept in the outcome: which job it was
                 if claim is not None:  # not if the entry was removed meanwhile
+                    # a death: a task file (batch, local MPI) and a killed writer's
+                    # temp files go too
                     self.store.write_outcome(task.key, "failed", payload, meta,
-                                             task=(task.payload, task.meta),
-                                             task_file=self.backend.worker_writes_task is False)
+                                             task=(task.payload, task.meta), task_file=True)
+                    self.store.sweep_temps(task.key)
             except OSError:
                 pass
         self._resolve_exception(task, exc)

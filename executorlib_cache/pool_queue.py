@@ -38,6 +38,7 @@ from typing import Any
 
 from .fileio import atomic_write
 from .liveness import owner_alive
+from .naming import decode_key, encode_key
 
 QUEUE_DIR = ".queue"
 TAKEN = ".t."
@@ -60,13 +61,14 @@ def worker_dir(qdir: Path, worker: str) -> Path:
 
 
 def ticket_name(seq: int, token: str, key: str) -> str:
-    """``<seq:010d>.<token>.<key>``: sorted by ``seq``; ``token`` names the claim."""
-    return f"{seq:010d}.{token}.{key}"
+    """``<seq:010d>.<token>.<enc>``: sorted by ``seq``; ``token`` names the claim;
+    ``<enc>`` is the key as the store writes it in file names (``/`` as ``%2F``)."""
+    return f"{seq:010d}.{token}.{encode_key(key)}"
 
 
 def ticket_key(ticket: str) -> str:
     """The entry key in a ticket name."""
-    return ticket.split(".", 2)[2]
+    return decode_key(ticket.split(".", 2)[2])
 
 
 def ticket_token(ticket: str) -> str:

@@ -29,7 +29,6 @@ lock (:class:`~.locks.StripeLock`); with a secret every file is signed.
 from __future__ import annotations
 
 import hashlib
-import hmac as hmac_mod
 import json
 import os
 import random
@@ -41,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import fileio, legacy, usage
+from . import entryfile, fileio, legacy, usage
 from .errors import CorruptEntryError, TamperedEntryError
 from .fileio import _unlink, atomic_write, read_json_file, secret_from_env
 from .locks import STRIPES, StripeLock, lock_file, stripe_lock
@@ -63,7 +62,7 @@ from .naming import (
     summary_of,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = entryfile.FORMAT_VERSION
 #: seconds to wait for another process's claim of the same entry
 CLAIM_TIMEOUT = float(os.environ.get("XCACHE_CLAIM_TIMEOUT", "60"))
 #: re-exported: the names of a cache live in ``naming.py``
@@ -109,6 +108,8 @@ class Store:
             self.prepare()
         elif create is not None and not self.root.is_dir():
             raise FileNotFoundError(f"cache directory {self.root} does not exist")
+        elif create is not None:
+            self.check_shards()  # never read or write through a symlinked shard
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
@@ -137,6 +138,7 @@ class Store:
                 self._create_dirs()
             elif not os.path.isdir(f"{self._root}/ff"):
                 self._create_dirs()
+            self.check_shards()
             self._v1 = bool(info.get("v1_entries"))
         except OSError as e:
             raise PermissionError(
@@ -225,7 +227,9 @@ class Store:
         return read_json_file(self.path_of(key, CLAIM))
 
     def write_claim(self, key: str, record: dict[str, Any]) -> None:
-        """Replace the claim record atomically (temp + rename in the shard)."""
+        """Replace the claim record atomically (temp + rename in the shard); the
+        caller holds the key's claim lock (``claims.write_claim`` takes it), so the
+        temp name is fixed: a killed writer's temp file is reused, not left."""
         self._write(self.path_of(key, CLAIM), CLAIM,
                     json.dumps(record, default=str).encode())
 
@@ -236,34 +240,28 @@ class Store:
     # ------------------------------------------------------------------ writing
     def _write(self, path: str, kind: str, data: bytes) -> None:
         try:
-            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind])
+            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind], stable=True)
         except FileNotFoundError:  # the shard is gone (removed by hand): make it again
             os.makedirs(os.path.dirname(path), self.dir_mode, exist_ok=True)
-            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind])
-
-    def _sign(self, kind: str, meta_json: str, datasets: list[tuple[bytes, bytes]]) -> str:
-        assert self.secret is not None
-        h = hmac_mod.new(self.secret, digestmod=hashlib.sha256)
-        h.update(b"xcache-2\0" + kind.encode() + b"\0" + meta_json.encode())
-        for name, payload in datasets:
-            h.update(b"\0" + name + b"\0" + str(len(payload)).encode() + b"\0")
-            h.update(payload)
-        return h.hexdigest()
+            atomic_write(path, data, self.file_mode, label=CRASH_LABEL[kind], stable=True)
 
     def _write_entry(self, key: str, kind: str, datasets: list[tuple[bytes, bytes]],
                      meta: dict[str, Any]) -> None:
         meta_json = json.dumps(meta, default=str)
-        sig = self._sign(kind, meta_json, _signed(kind, datasets)) \
+        sig = entryfile.sign(self.secret, kind, meta_json, datasets) \
             if self.secret is not None else None
         summary = summary_of(key, meta["status"], meta)
         path = self.path_of(key, kind)
+        stable = kind == TASK  # written under the claim lock (or by its owner alone)
         try:
             fileio.write_entry(path, datasets, meta_json, sig, self.file_mode,
-                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind])
+                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind],
+                               stable=stable)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), self.dir_mode, exist_ok=True)
             fileio.write_entry(path, datasets, meta_json, sig, self.file_mode,
-                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind])
+                               FORMAT_VERSION, summary, label=CRASH_LABEL[kind],
+                               stable=stable)
 
     def write_task(self, key: str, payload: bytes, meta: dict[str, Any]) -> None:
         """``<enc>@task.h5``: the call, for a runner that is not handed it (a batch job,
@@ -317,40 +315,18 @@ class Store:
         if not keep_claim:
             self.release_claim(key)
         _unlink(self.path_of(key, FAILED))
+        if self.has_v1_entries:  # a format-1 failure: its directory goes (else it
+            old = legacy.entry_dir(self._root, key)  # would still read "failed")
+            if old is not None:
+                self._trash(old)
 
     # ------------------------------------------------------------------ reading
-    def _check(self, path: str, data_meta: tuple[str, dict[bytes, bytes], str | None],
-               kind: str, key: str) -> tuple[dict[bytes, bytes], dict[str, Any]]:
-        meta_json, datasets, sig = data_meta
-        try:
-            meta = json.loads(meta_json)
-            if not isinstance(meta, dict):
-                raise ValueError("meta is not a JSON object")
-        except ValueError as e:
-            raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
-        fmt = meta.get("format")
-        if not isinstance(fmt, int) or fmt != FORMAT_VERSION:
-            raise CorruptEntryError(f"{path}: written by format version {fmt!r}; this "
-                                    f"version reads {FORMAT_VERSION} here")
-        if meta.get("kind") != kind:
-            raise CorruptEntryError(f"{path}: kind {meta.get('kind')!r}, expected {kind!r}")
-        if self.secret is not None and (sig is None or not hmac_mod.compare_digest(
-                sig, self._sign(kind, meta_json, _signed(kind, datasets)))):
-            raise TamperedEntryError(
-                f"{path}: signature does not match XCACHE_SECRET; refusing to load it")
-        if meta.get("key", key) != key:
-            # a valid file of another entry copied here: with a secret that is a replay
-            # (the signature covers the key), without one a mix-up; never this key's
-            cls = TamperedEntryError if self.secret is not None else CorruptEntryError
-            raise cls(f"{path}: belongs to entry {meta.get('key')!r}, not {key!r}")
-        return datasets, meta
-
     def _read(self, key: str, kind: str, names: tuple[bytes, ...]
               ) -> tuple[dict[bytes, bytes], dict[str, Any]]:
         path = self.path_of(key, kind)
         # one open for files up to 4 MiB; FileNotFoundError passes through
-        return self._check(path, fileio.read_entry_file(
-            path, names, self.secret is not None), kind, key)
+        return entryfile.check(path, fileio.read_entry_file(
+            path, names, self.secret is not None), kind, key, self.secret)
 
     def read_outcome(self, key: str) -> Outcome | None:
         """The finished state of an entry, or None if it has not finished.  One open
@@ -358,12 +334,12 @@ class Store:
         :class:`CorruptEntryError` / :class:`TamperedEntryError` for a damaged file."""
         try:
             datasets, meta = self._read(key, DONE, (b"result",))
-            return Outcome(DONE, datasets[b"result"], meta)
+            return Outcome(DONE, self._dataset(key, DONE, datasets, b"result"), meta)
         except FileNotFoundError:
             pass
         try:
             datasets, meta = self._read(key, FAILED, (b"error",))
-            return Outcome(FAILED, datasets[b"error"], meta)
+            return Outcome(FAILED, self._dataset(key, FAILED, datasets, b"error"), meta)
         except FileNotFoundError:
             pass
         if self.has_v1_entries:
@@ -380,7 +356,14 @@ class Store:
                 old = legacy.read_outcome(self._root, self.secret, key)
                 return Outcome(*old) if old is not None and old[0] == DONE else None
             return None
-        return Outcome(DONE, datasets[b"result"], meta)
+        return Outcome(DONE, self._dataset(key, DONE, datasets, b"result"), meta)
+
+    def _dataset(self, key: str, kind: str, datasets: dict[bytes, bytes], name: bytes
+                 ) -> bytes:
+        if name not in datasets:
+            raise CorruptEntryError(f"{self.path_of(key, kind)}: has no {name.decode()} "
+                                    "dataset")
+        return datasets[name]
 
     def read_task(self, key: str) -> tuple[bytes, dict[str, Any]]:
         """``(payload, meta)`` of the call: from ``<enc>@task.h5``, else from the
@@ -449,6 +432,46 @@ class Store:
         except OSError:
             pass
 
+    def sweep_temps(self, key: str) -> int:
+        """Remove the temp files a killed writer left for this key in its shard (one
+        listing of the shard; called on the recovery paths -- a failure recorded or
+        retried, a dead claim replaced -- under the key's claim lock, when nobody
+        else can be writing them).  Returns how many were removed."""
+        enc = encode_key(key)
+        prefixes = tuple(f".{enc}{suffix}." for suffix in SUFFIX.values())
+        n = 0
+        try:
+            with os.scandir(self.shard_of(key)) as it:
+                stale = [d.path for d in it if d.name.startswith(prefixes)
+                         and d.name.endswith((".tmp", ".diverted"))]
+        except OSError:
+            return 0
+        for path in stale:
+            _unlink(path)
+            n += 1
+        return n
+
+    def check_shards(self) -> None:
+        """A shard must be a real directory: a symbolic link (or a file) in its place
+        is moved to ``.corrupt/`` with a warning and a directory made, so nothing is
+        written or removed through it (one listing of the cache directory)."""
+        try:
+            with os.scandir(self._root) as it:
+                bad = [d.name for d in it if len(d.name) == 2 and d.name in SHARDS
+                       and not d.is_dir(follow_symlinks=False)]
+        except OSError:
+            return
+        for name in bad:
+            dst = f"{self._root}/.corrupt/{name}.{int(time.time())}-" \
+                  f"{random.getrandbits(24):06x}"
+            try:
+                os.rename(f"{self._root}/{name}", dst)
+                os.mkdir(f"{self._root}/{name}", self.dir_mode)
+            except OSError:
+                continue
+            warnings.warn(f"shard {name} of {self.root} was not a directory (a symbolic "
+                          f"link?): moved to {dst}, not followed", stacklevel=3)
+
     def has(self, key: str, kind: str) -> bool:
         """The entry's file of ``kind`` exists (one ``stat``)."""
         return os.path.exists(self.path_of(key, kind))
@@ -515,8 +538,13 @@ class Store:
         return found
 
     def discard(self, key: str, kind: str) -> bool:
-        """Take one file of an entry out (renamed into ``.trash``, then deleted)."""
-        return self._trash(self.path_of(key, kind))
+        """Take one file of an entry out (renamed into ``.trash``, then deleted); a
+        format-1 result of the key goes with ``kind="done"``."""
+        found = self._trash(self.path_of(key, kind))
+        if kind == DONE and self.has_v1_entries:
+            old = legacy.entry_dir(self._root, key)
+            found = (old is not None and self._trash(old)) or found
+        return found
 
     def _trash(self, path: str) -> bool:
         dst = f"{self._root}/.trash/{os.path.basename(path)}." \
@@ -550,16 +578,6 @@ class Store:
             return legacy.quarantine(self._root, key, reason)
         return None
 
-    def entry_size(self, key: str) -> int:
-        """Bytes of the entry's files (apparent size, not blocks)."""
-        total = 0
-        for kind in (DONE, FAILED, CLAIM, TASK):
-            try:
-                total += os.stat(self.path_of(key, kind)).st_size
-            except FileNotFoundError:
-                pass
-        return total
-
     # ------------------------------------------------------------------ last use
     def record_use(self, keys: list[str]) -> None:
         """Log cache hits for LRU pruning (:func:`.usage.record_use`)."""
@@ -572,14 +590,3 @@ class Store:
     def compact_usage(self) -> None:
         """Merge the usage logs into one, dropping entries that are gone."""
         usage.compact(self._root, self.exists, self.file_mode)
-
-
-def _signed(kind: str, datasets: list[tuple[bytes, bytes]] | dict[bytes, bytes]
-            ) -> list[tuple[bytes, bytes]]:
-    """The datasets an HMAC covers: a task file's call; a finished file's result or
-    error (its call is covered through ``task_sha256`` in the signed meta, so a hit
-    need not read the call's bytes)."""
-    items = list(datasets.items()) if isinstance(datasets, dict) else datasets
-    if kind == TASK:
-        return [(n, p) for n, p in items if n == b"task"]
-    return [(n, p) for n, p in items if n != b"task"]

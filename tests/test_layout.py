@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"_version", "errors", "resources", "deps", "mpi", "options"},
     {"serialization", "fingerprint", "hashing", "schedulers.base", "schedulers.slurm",
      "schedulers.flux", "schedulers", "schedulers.commands"},
-    {"fileio", "locks", "naming"},
+    {"fileio", "locks", "naming", "entryfile"},
     {"store", "liveness", "legacy", "usage"},
     {"claims", "pool_queue"},
     {"compute", "compute.runner", "compute.worker", "compute.pool_worker"},
@@ -43,7 +43,8 @@ LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 #: what the compute side may import from the package (never backends/ or executors)
 COMPUTE_MAY_IMPORT = {"_version", "errors", "resources", "deps", "mpi", "serialization",
                       "schedulers", "schedulers.base", "schedulers.slurm", "schedulers.flux",
-                      "fileio", "locks", "naming", "store", "legacy", "usage", "liveness",
+                      "fileio", "locks", "naming", "entryfile", "store", "legacy", "usage",
+                      "liveness",
                       "claims",
                       "pool_queue", "compute", "compute.runner"}
 MAX_LINES = 600

@@ -493,13 +493,19 @@ class PoolBackend(Backend):
 
     def _time_needed(self, key: str, worker: Worker | None) -> float | None:
         """Seconds a call that died with its worker at the time limit needs at least
-        (how long it ran before the kill), else None."""
+        (how long it ran before the kill), else None.  The worker recorded the time it
+        had left when it took the call (``time_left``): a kill at the limit means it ran
+        exactly that long; the driver only notices the end a poll or more later."""
         if worker is None or worker.state != "TIMEOUT":
             return None
-        taken = (claims.read_claim(self.store, key) or {}).get("taken")
+        claim = claims.read_claim(self.store, key) or {}
+        taken, left = claim.get("taken"), claim.get("time_left")
         if not isinstance(taken, (int, float)):
             return None
-        return max(0.0, time.time() - (time.monotonic() - worker.ended_at) - taken)
+        ran = max(0.0, time.time() - (time.monotonic() - worker.ended_at) - taken)
+        if isinstance(left, (int, float)) and left >= 0:
+            ran = min(ran, float(left))
+        return ran
 
     def _apply_worker_statuses(self, pooled: dict[str, Task], watched: list[Worker],
                                poll: Poll, now: float) -> list[Event]:

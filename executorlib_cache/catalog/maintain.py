@@ -158,7 +158,7 @@ def execute_removal(plan: RemovalPlan, *, force: bool = False, only_finished: bo
                                  f"{store.root / '.trash'}")
         except OSError as err:
             notes.append(f"cannot remove {e.key}: {err}")
-        except Exception as err:  # filelock.Timeout
+        except Exception as err:  # ClaimTimeoutError
             notes.append(f"cannot remove {e.key}: {type(err).__name__} {err}".rstrip())
     _empty_trash(store)
     _sweep(store)

@@ -121,6 +121,7 @@ def open_store(cache_directory: str | os.PathLike[str] | Store) -> Store:
                 "executorlib_cache)")
         raise CatalogError(f"{store.root} is not an executorlib_cache cache directory "
                            "(it has no .format or .trash)")
+    store.check_shards()  # never read or remove through a symlinked shard
     return store
 
 

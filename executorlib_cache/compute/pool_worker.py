@@ -206,7 +206,8 @@ class PoolWorker:
                 self.store, key, ticket_token(ticket), self.claim_timeout,
                 job_id=self.job_id, job_name=self.job_name, stdout=self.stdout,
                 stderr=self.stderr, pool=self.pool, ticket=ticket, queue_directory=self._qdir,
-                worker=self.worker, taken=time.time())
+                worker=self.worker, taken=time.time(),
+                time_left=None if left is None else round(left, 1))
         except ClaimTimeoutError:  # somebody holds the claim for long: put the ticket back
             try:
                 os.rename(taken, f"{self._qdir}/{ticket}")

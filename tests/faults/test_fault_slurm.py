@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -148,8 +149,8 @@ def slurm_state(job_id: str) -> str:
 # ------------------------------------------------------------------ 2. killed driver
 N = 8
 #: the driver's writes for call k, submitting one by one: its @task.h5 and its claim
-#: (claims.claim, under the claim lock), the claim with the job name (before sbatch),
-#: sbatch, the claim with the job id (claims.update_claim, under the claim lock)
+#: (claims.claim, under the claim lock), the claim with the job name (before sbatch,
+#: under the lock), sbatch, the claim with the job id (claims.update_claim, under it)
 K = 3  # the crash hits call 3, while calls 0-2 have jobs (running or done)
 KILLS = {
     "after-2-executions": ("executions", 2),
@@ -166,8 +167,10 @@ KILLS = {
                                      "XCACHE_CRASH_SKIP": str(3 * K + 2)}),
     "right-after-the-job-id-write": ("hook", {"XCACHE_CRASH_AT": "job.json:after_replace",
                                               "XCACHE_CRASH_SKIP": str(3 * K + 2)}),
+    # the claim lock is taken 3 times per call: claims.claim, the job-name write,
+    # update_claim
     "in-the-claim-lock-of-update-claim": ("hook", {"XCACHE_CRASH_AT": "claim:held",
-                                                   "XCACHE_CRASH_SKIP": str(2 * K + 1)}),
+                                                   "XCACHE_CRASH_SKIP": str(3 * K + 2)}),
 }
 
 
@@ -374,8 +377,15 @@ def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache, max_workers)
     flag = tmp_path / "go"
 
     def modes_now() -> dict[str, str]:
-        files = [p for p in cache.rglob("*") if p.is_file()]
-        return {str(p.relative_to(cache)): oct(p.stat().st_mode & 0o777) for p in files}
+        modes = {}
+        for p in cache.rglob("*"):
+            try:  # (a temp file may be renamed meanwhile)
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                modes[str(p.relative_to(cache))] = oct(st.st_mode & 0o777)
+        return modes
 
     old = os.umask(0o022)
     try:
@@ -384,11 +394,13 @@ def test_slurm_jobs_write_with_the_executors_modes(tmp_path, cache, max_workers)
             fut = exe.submit(wait_for_file, str(flag), 9)
             # in flight: the claim, the task file, the job script and the job's logs
             in_flight = [entry_path(cache, fut.key, "claim"), entry_path(cache, fut.key, "task")]
-            wait_for(lambda: all(p.exists() for p in in_flight) and
-                     any(p.endswith("run_queue.sh") for p in modes_now()) and
-                     any(p.endswith("job.out") for p in modes_now()), 40, "the job to run")
-            during = modes_now()
-            flag.touch()
+            try:
+                wait_for(lambda: all(p.exists() for p in in_flight) and
+                         any(p.endswith("run_queue.sh") for p in modes_now()) and
+                         any(p.endswith("job.out") for p in modes_now()), 40, "the job to run")
+                during = modes_now()
+            finally:
+                flag.touch()  # (never leave the job waiting: the executor waits for it)
             assert fut.result(timeout=40) == 9
     finally:
         os.umask(old)
