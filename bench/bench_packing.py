@@ -108,7 +108,7 @@ def worker_loop(n: int, work: Path) -> dict:
     from executorlib_cache.liveness import identity
     from executorlib_cache.pool_queue import queue_dir, ticket_name
     from executorlib_cache.serialization import dumps_call
-    from executorlib_cache.store import JOB_JSON, Store
+    from executorlib_cache.store import Store
 
     store = Store(work / "cache")
     qdir = queue_dir(store.root, "bench")
@@ -116,18 +116,18 @@ def worker_loop(n: int, work: Path) -> dict:
     owner = identity()
     for i in range(n):
         key = f"inc-bench-{i:06d}"
-        store.make_entry_dir(key)
         store.write_task(key, dumps_call(inc, (i,), {}),
                          {"function": "inc", "resource_dict": {"cores": 1}})
-        job = {"backend": "slurm", "job_id": None, "owner": owner, "submitted": time.time()}
-        store.write_json(key, JOB_JSON, job)
+        job = {"backend": "slurm", "job_id": None, "owner": owner, "submitted": time.time(),
+               "pool": "bench"}
+        store.write_claim(key, job)
         (qdir / ticket_name(i, claim_token(job), key)).touch()
     idle = 0.05
     worker = PoolWorker(str(store.root), "bench", "w0", "slurm", "bench", None, idle)
     t0 = time.perf_counter()
     worker.serve()
     seconds = time.perf_counter() - t0 - idle
-    done = sum(1 for i in range(n) if store.has_result(f"inc-bench-{i:06d}"))
+    done = sum(1 for i in range(n) if store.finished(f"inc-bench-{i:06d}") == "done")
     return {"n": n, "done": done, "seconds": round(seconds, 3),
             "ms_per_task": round(1000 * seconds / n, 3)}
 

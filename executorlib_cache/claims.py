@@ -141,6 +141,28 @@ def release(store: Store, key: str) -> None:
     store.release_claim(key)
 
 
+def record_failure(store: Store, key: str, payload: bytes, meta: dict[str, Any],
+                   task: tuple[bytes, dict[str, Any]]) -> None:
+    """Record a failure the function did not raise (a death, a failed upstream) as
+    the entry's ``@failed.h5``, with the claim in its metadata (which job it was);
+    the task file and a killed writer's temp files go too.  Nothing is written when
+    the claim is gone (the entry was removed meanwhile).  When even that cannot be
+    written (disk full), the claim is removed instead (an unlink needs no space):
+    the failure then lives only in the future, and a later run retries the call."""
+    try:
+        claim = read_claim(store, key)
+        if claim is not None:
+            store.write_outcome(key, "failed", payload, {**meta, "claim": claim},
+                                task=task, task_file=True)
+            store.sweep_temps(key)
+    except OSError:
+        try:
+            release(store, key)
+            store.sweep_temps(key)
+        except OSError:
+            pass
+
+
 def release_if_mine(store: Store, key: str) -> None:
     """Give the claim back if this process holds it (a submit() interrupted between
     claiming and handing the task to the poller).  Under the claim lock."""
@@ -161,7 +183,9 @@ def claim_token(job: dict[str, Any]) -> str:
     """8 hex digits naming one claim (its owner and when it was made).  A pool
     ticket carries the token of the claim it was written for; it is valid while
     the claim file still holds that claim (``pool_queue.py``)."""
-    o = job.get("owner") or {}
+    o = job.get("owner")
+    if not isinstance(o, dict):
+        o = {}
     raw = f"{o.get('host')}|{o.get('pid')}|{o.get('start')}|{job.get('submitted')!r}"
     return hashlib.blake2s(raw.encode(), digest_size=4).hexdigest()
 
@@ -279,6 +303,7 @@ class ClaimView:
     owner: dict[str, Any] | None
     runner_host: str | None = None
     runner_pid: int | None = None
+    pool: str | None = None  # a packed call's pool queue (``max_workers=K`` on a cluster)
 
     @classmethod
     def read(cls, store: Store, key: str) -> ClaimView:
@@ -288,8 +313,12 @@ class ClaimView:
         if not isinstance(run, dict):
             run = {}
         pid = run.get("pid")
-        return cls(key, job.get("backend"), job.get("job_id"), job.get("owner"),
-                   run.get("host"), pid if isinstance(pid, int) else None)
+        owner = job.get("owner")
+        pool = job.get("pool")
+        return cls(key, job.get("backend"), job.get("job_id"),
+                   owner if isinstance(owner, dict) else None,
+                   run.get("host"), pid if isinstance(pid, int) else None,
+                   pool if isinstance(pool, str) else None)
 
     @property
     def scheduled(self) -> bool:
@@ -317,13 +346,14 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
 
     owners: dict[tuple[Any, ...], bool] = {}
     by_backend: dict[str, list[ClaimView]] = {}
+    queued: dict[tuple[str, str], list[ClaimView]] = {}  # tickets of a dead driver's pool
     lost: dict[str, str] = {}
     for v in views:
         if v.scheduled:
             by_backend.setdefault(str(v.backend), []).append(v)
             continue
         o = v.owner or {}
-        ident = (o.get("host"), o.get("pid"), o.get("start"))
+        ident = (repr(o.get("host")), repr(o.get("pid")), repr(o.get("start")))
         if ident not in owners:  # a dead driver's workers finish the calls they hold
             owners[ident] = owner_alive(v.owner, store.root) or (
                 v.backend in (None, "local") and bool(orphan_workers(v.owner, store.root)))
@@ -332,8 +362,11 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
         who = f"{o.get('host')}:{o.get('pid')}" if v.owner else "unknown"
         runner = f"; runner {v.runner_host}:{v.runner_pid} is gone" if v.runner_pid else ""
         lost[v.key] = f"owner process {who} is gone{runner}"
+        if v.pool and v.backend in ("slurm", "flux"):
+            queued.setdefault((str(v.backend), v.pool), []).append(v)
     if not check_scheduler:
         return lost
+    _pools_still_serving(store, queued, lost)
     for backend, group in by_backend.items():
         try:
             states = commands.job_states(backend, sorted({str(v.job_id) for v in group}))
@@ -349,9 +382,36 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
     return lost
 
 
+def _pools_still_serving(store: Store, queued: dict[tuple[str, str], list[ClaimView]],
+                         lost: dict[str, str]) -> None:
+    """A dead driver's queued tickets are not lost while a worker job of their pool
+    still runs (it drains the queue): one status call per backend for the worker
+    jobs named in each ``pool.json``."""
+    from .pool_queue import pools
+    from .schedulers import commands
+
+    for backend in sorted({b for b, _ in queued}):
+        ids = {p.name: [str(j) for j in (info.get("workers") or {}).values() if j]
+               for p, info in pools(store.root, backend)}
+        wanted = sorted({j for (b, pool), _ in queued.items() if b == backend
+                         for j in ids.get(pool, [])})
+        if not wanted:
+            continue
+        try:
+            states = commands.job_states(backend, wanted)
+        except Exception:  # noqa: BLE001 -- cannot ask: keep the owner-gone verdict
+            continue
+        for (b, pool), views in queued.items():
+            alive = [j for j in ids.get(pool, []) if (st := states.get(j)) and st.active]
+            if b == backend and alive:
+                for v in views:
+                    lost.pop(v.key, None)
+
+
 __all__ = [
     "ClaimView", "Claimant", "adopt_record", "claim", "claim_record", "claim_token",
-    "confirm_claim", "is_live", "lost_reasons", "mark_started", "read_claim", "release",
+    "confirm_claim", "is_live", "lost_reasons", "mark_started", "read_claim",
+    "record_failure", "release",
     "release_if_mine",
     "take_over",
     "update_claim", "write_claim",

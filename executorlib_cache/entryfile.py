@@ -43,6 +43,18 @@ def sign(secret: bytes, kind: str, meta_json: str,
     return h.hexdigest()
 
 
+def parse_meta(path: str, meta_json: str) -> dict[str, Any]:
+    """An entry file's ``meta`` attribute as a dict; :class:`CorruptEntryError`
+    (naming ``path``) when it is not a JSON object (formats 1 and 2)."""
+    try:
+        meta = json.loads(meta_json)
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not a JSON object")
+    except ValueError as e:
+        raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
+    return meta
+
+
 def check(path: str, read: tuple[str, dict[bytes, bytes], str | None], kind: str, key: str,
           secret: bytes | None) -> tuple[dict[bytes, bytes], dict[str, Any]]:
     """``(datasets, meta)`` of a file read as ``kind`` of entry ``key``.  Raises
@@ -50,12 +62,7 @@ def check(path: str, read: tuple[str, dict[bytes, bytes], str | None], kind: str
     entry's file without a secret) or :class:`TamperedEntryError` (the signature does
     not match ``secret``, or another entry's file with one: a replay)."""
     meta_json, datasets, sig = read
-    try:
-        meta = json.loads(meta_json)
-        if not isinstance(meta, dict):
-            raise ValueError("meta is not a JSON object")
-    except ValueError as e:
-        raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
+    meta = parse_meta(path, meta_json)
     fmt = meta.get("format")
     if not isinstance(fmt, int) or fmt != FORMAT_VERSION:
         raise CorruptEntryError(f"{path}: written by format version {fmt!r}; this "

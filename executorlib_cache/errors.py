@@ -116,7 +116,8 @@ class TamperedEntryError(CorruptEntryError):
 
 class ClaimTimeoutError(XCacheError, TimeoutError):
     """An entry's claim lock stayed held by another live process for longer than
-    ``XCACHE_CLAIM_TIMEOUT`` (a dead holder releases it at once: flock)."""
+    ``XCACHE_CLAIM_TIMEOUT`` (a dead holder's lock is released by the kernel at once:
+    fcntl byte-range locks, ``locks.py``)."""
 
 
 class CatalogError(XCacheError, ValueError):

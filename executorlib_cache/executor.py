@@ -43,6 +43,7 @@ from .options import (
     DISABLED_DEPENDENCIES,
     RESOURCE_DICT_PARAMETER,
     check_interactive_options,
+    executor_wide_options,
     positive_int_or_none,
     remembering_init,
     takes_resource_dict,
@@ -172,6 +173,8 @@ class BaseExecutor(Executor):
         check_interactive_options(block_allocation, init_function, restart_limit)
         if resource_dict and "cache_key" in resource_dict:
             raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
+        cache_directory, resource_dict, recompute = executor_wide_options(
+            cache_directory, resource_dict, recompute)
         if openmpi_oversubscribe:
             resource_dict = {"openmpi_oversubscribe": True, **(resource_dict or {})}
         self._resources = merge_resources(None, resource_dict)
@@ -384,6 +387,9 @@ class BaseExecutor(Executor):
             bound = inspect.signature(type(self).__init__).bind(
                 self, *self._init_call[0], **self._init_call[1])
             options = {k: v for k, v in bound.arguments.items() if k != "self"}
+            if isinstance(options.get("resource_dict"), dict):  # its own directory wins
+                options["resource_dict"] = {k: v for k, v in options["resource_dict"].items()
+                                            if k != "cache_directory"}
             options.update(cache_directory=directory, plot_dependency_graph=False,
                            plot_dependency_graph_filename=None, export_workflow_filename=None,
                            progress=False)

@@ -41,8 +41,9 @@ FORMAT_ATTR = b"format"
 # ---------------------------------------------------------------------- fault injection
 # ``XCACHE_CRASH_AT=<file>:<when>`` stops this process dead at a named point of a write
 # (tests/faults: a crash anywhere must leave the old state or the new, never half).
-# <file> is a file name (task.h5, result.h5, error.h5, outcome.json, started.json,
-# job.json, ...), <when> is mid_write (half the bytes are in the temp file),
+# <file> is a label (``naming.CRASH_LABEL``, kept from format 1 so the fault suite's
+# names stay: result.h5 = the done file, error.h5 = @failed.h5, job.json = @claim,
+# task.h5 = @task.h5), <when> is mid_write (half the bytes are in the temp file),
 # before_replace or after_replace; ``claim:held`` is inside an entry's claim lock.
 # ``XCACHE_CRASH_ACTION``: kill (default: SIGKILL), hang (sleep, locks held, to be
 # killed from outside) or divert (at before_replace: the finished file is renamed to
@@ -402,8 +403,12 @@ def read_entry(data: bytes, names: tuple[bytes, ...], with_signature: bool, wher
                                 f"({len(data)} bytes, no HDF5 signature)")
     fapl = _fapl(core=True).copy()
     fapl.set_file_image(data[skip:])
+    # a name of its own per read: HDF5 identifies an in-memory file by its name, so two
+    # threads opening images under one name (a submit() reading a hit while the poller
+    # reads a result) got the *same* open file -- one entry's bytes read as another's
+    name = f"/dev/null/xcache-image-{os.getpid()}-{next(_image_counter)}".encode()
     try:
-        fid = h5f.open(b"/dev/null/xcache-image", h5f.ACC_RDONLY, fapl=fapl)
+        fid = h5f.open(name, h5f.ACC_RDONLY, fapl=fapl)
     except Exception as e:
         raise CorruptEntryError(f"{where}: not a readable HDF5 file ({e})") from e
     try:

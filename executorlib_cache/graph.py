@@ -2,7 +2,8 @@
 
 Two sources, one picture:
 
-* ``catalog.graph_from_cache`` reads a cache directory (``task.json`` carries a
+* ``catalog.graph_from_cache`` reads a cache directory (the task metadata in each
+  entry file carries a
   ``dependencies`` list of upstream keys) and builds a :class:`TaskGraph` with
   :func:`graph_from_rows`, for ``xcache graph``;
 * :class:`GraphRecorder` is fed by an executor created with

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac as hmac_mod
-import json
 import os
 import random
 import time
 import warnings
 from typing import Any
 
+from .entryfile import parse_meta
 from .errors import CorruptEntryError, TamperedEntryError
 from .fileio import read_h5, read_json_file
 
@@ -110,12 +110,7 @@ def _sign(secret: bytes, kind: str, meta_json: str, payload: bytes) -> str:
 def _read(secret: bytes | None, path: str, kind: str, key: str
           ) -> tuple[bytes, dict[str, Any]]:
     meta_json, payload, sig = read_h5(path, with_signature=secret is not None)
-    try:
-        meta = json.loads(meta_json)
-        if not isinstance(meta, dict):
-            raise ValueError("meta is not a JSON object")
-    except ValueError as e:
-        raise CorruptEntryError(f"{path}: incomplete entry file ({e})") from e
+    meta = parse_meta(path, meta_json)
     if meta.get("kind") != kind or meta.get("format") != 1:
         raise CorruptEntryError(f"{path}: not a format-1 {kind} file")
     if secret is not None and (

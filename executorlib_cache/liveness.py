@@ -1,6 +1,6 @@
 """Who owns an in-flight entry, and is that process still alive?
 
-A claim (``job.json``) names its owner as ``{"host", "pid", "start"}``.  On the
+A claim (``<enc>@claim``) names its owner as ``{"host", "pid", "start"}``.  On the
 same host we ask ``/proc`` (pid reuse is caught by the start time); on another
 host (a second login node sharing the file system) we trust a heartbeat file
 that every live driver touches in ``<cache>/.drivers/``.
@@ -66,6 +66,20 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return start is None or now == start
 
 
+def owner_pid(owner: Any) -> int | None:
+    """The pid named by a claim's ``owner`` record, or None when the record is not a
+    ``{"host": str, "pid": int, ...}`` object (a hand-edited or foreign claim: its
+    owner counts as gone, so the entry is taken over, never a crash)."""
+    if not isinstance(owner, dict):
+        return None
+    pid = owner.get("pid")
+    if isinstance(pid, bool):
+        return None
+    if isinstance(pid, str) and pid.isdigit():
+        pid = int(pid)
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
 def heartbeat_path(cache_root: Path, owner: dict[str, Any]) -> Path:
     """``<cache>/.drivers/<host>-<pid>``: the heartbeat file of a driver."""
     return cache_root / ".drivers" / f"{owner.get('host')}-{owner.get('pid')}"
@@ -73,10 +87,12 @@ def heartbeat_path(cache_root: Path, owner: dict[str, Any]) -> Path:
 
 def owner_alive(owner: dict[str, Any] | None, cache_root: Path) -> bool:
     """True while the process named by ``owner`` may still act on its claims."""
-    if not owner or "pid" not in owner:
+    pid = owner_pid(owner)
+    if owner is None or pid is None or not isinstance(owner.get("host"), str):
         return False
     if owner.get("host") == HOST:
-        return pid_alive(int(owner["pid"]), owner.get("start"))
+        start = owner.get("start")
+        return pid_alive(pid, start if isinstance(start, str) else None)
     try:
         age = time.time() - heartbeat_path(cache_root, owner).stat().st_mtime
     except FileNotFoundError:
@@ -149,13 +165,13 @@ def orphan_workers(owner: dict[str, Any] | None, cache_root: Path) -> list[int]:
     """Local worker processes of a dead driver that are still alive on this host.
 
     A driver killed right after handing a task to a worker leaves a ~1 ms window
-    before the worker records ``started.json``; such a worker finishes its task
+    before the worker records ``started`` in the claim; such a worker finishes its task
     (and then exits), so while one lives its driver's claims are not abandoned.
     """
-    if not owner or owner.get("host") != HOST or "pid" not in owner:
+    pid = owner_pid(owner)
+    if owner is None or pid is None or owner.get("host") != HOST:
         return []
-    want = [b"executorlib_cache.compute.worker", str(cache_root).encode(),
-            str(owner["pid"]).encode()]
+    want = [b"executorlib_cache.compute.worker", str(cache_root).encode(), str(pid).encode()]
     found = []
     try:
         procs = os.listdir("/proc")

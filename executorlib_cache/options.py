@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,33 @@ def positive_int_or_none(name: str, value: Any) -> int | None:
                               or value < 1):
         raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
     return value
+
+
+def executor_wide_options(cache_directory: Any, resource_dict: Any, recompute: Any
+                          ) -> tuple[Any, Any, bool]:
+    """Check and normalize an executor's ``cache_directory`` and ``recompute``.
+
+    executorlib also accepts both inside the constructor's ``resource_dict``: they are
+    taken out of it here (``ValueError`` if ``cache_directory`` is given twice and
+    differently).  ``recompute`` must be a bool (``TypeError``); ``cache_directory``
+    a non-empty path or None (``ValueError``).  Returns the three, normalized."""
+    if isinstance(resource_dict, dict) and (
+            "recompute" in resource_dict or "cache_directory" in resource_dict):
+        resource_dict = dict(resource_dict)
+        recompute = resource_dict.pop("recompute", recompute)
+        other = resource_dict.pop("cache_directory", None)
+        if cache_directory is not None and other is not None and \
+                os.fspath(other) != os.fspath(cache_directory):
+            raise ValueError(f"cache_directory={cache_directory!r} and resource_dict"
+                             f"['cache_directory']={other!r} differ: give one")
+        cache_directory = cache_directory if cache_directory is not None else other
+    if not isinstance(recompute, bool):
+        raise TypeError(f"recompute must be True or False, got {recompute!r}")
+    if cache_directory is not None and (
+            not isinstance(cache_directory, (str, os.PathLike)) or not os.fspath(cache_directory)):
+        raise ValueError(f"cache_directory must be a non-empty path (or None: $XCACHE_DIR, "
+                         f"else .xcache), got {cache_directory!r}")
+    return cache_directory, resource_dict, recompute
 
 
 def check_interactive_options(block_allocation: Any, init_function: Any,

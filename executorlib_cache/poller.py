@@ -9,7 +9,7 @@
                         └──────────────────────────────────────────────┘
                                │ backend.dispatch()      ▲ events
                                ▼                         │
-                        workers / SLURM jobs ── write ─▶ <cache>/<key>/
+                        workers / SLURM jobs ── write ─▶ <cache>/<hh>/<enc>.h5
 
 Tasks "attached" to a claim held by another live process (a second driver)
 are only watched: their result file is stat'ed, and if the owner dies without
@@ -127,10 +127,22 @@ class Poller:
         if self.error is not None:  # the loop is gone: nobody else would resolve it
             self._fail_inbox()
 
+    def _give_back(self, task: Task) -> None:
+        """After a crash: release this process's claim of a task no batch job holds,
+        so that a later executor in this live process (a notebook's next cell) runs
+        it instead of waiting on a claim nobody serves (best effort)."""
+        if not task.attached and task.job_id is None:
+            try:
+                claims.release_if_mine(self.store, task.key)
+            except Exception:  # noqa: BLE001 -- the crash is reported; this is cleanup
+                pass
+
     def _fail_inbox(self) -> None:
-        """After a crash: fail the futures of tasks still waiting in the inbox."""
+        """After a crash: fail the futures of tasks still waiting in the inbox (and
+        give their claims back)."""
         for kind, item in self._inbox.take():
             if kind == "task":
+                self._give_back(item)
                 exc = _crashed(self.error)
                 for f in item.futures:
                     if f.set_running_or_notify_cancel():
@@ -209,6 +221,7 @@ class Poller:
         except BaseException as exc:  # a bug here must not leave futures hanging
             self.error = exc
             for task in list(self._tasks.values()):
+                self._give_back(task)
                 self._fail(task, _crashed(exc), record=False)
             self._fail_inbox()  # and those submitted meanwhile (they used to hang)
             raise
@@ -549,17 +562,8 @@ class Poller:
             payload, meta = dumps_exception(exc)
             meta.update(reason=reason, state=state, backend=self.backend.name,
                         job_id=task.job_id, finished=time.time())
-            try:
-                claim = self.store.read_claim(task.key)
-                meta["claim"] = claim  # kept in the outcome: which job it was
-                if claim is not None:  # not if the entry was removed meanwhile
-                    # a death: a task file (batch, local MPI) and a killed writer's
-                    # temp files go too
-                    self.store.write_outcome(task.key, "failed", payload, meta,
-                                             task=(task.payload, task.meta), task_file=True)
-                    self.store.sweep_temps(task.key)
-            except OSError:
-                pass
+            claims.record_failure(self.store, task.key, payload, meta,
+                                  (task.payload, task.meta))
         self._resolve_exception(task, exc)
 
     def _resolve_exception(self, task: Task, exc: BaseException) -> None:

@@ -80,13 +80,20 @@ def load_outcome(status: str, payload: bytes, meta: dict[str, Any]
     """A stored outcome as ``(value, None)`` (``status == "done"``) or ``(None, exc)``.
 
     A value that cannot be unpickled here (its class is not importable, say) is
-    returned as ``(None, that error)``: the caller fails the future with it.
+    returned as ``(None, SerializationError)`` naming the entry, with the unpickling
+    error as ``__cause__``: the caller fails the future with it.  The entry stays
+    (it is intact; a process that can import the class reads it).
     """
     if status == "done":
         try:
             return loads(payload), None
         except Exception as e:
-            return None, e
+            err = SerializationError(
+                f"the result of {meta.get('key') or 'this call'} cannot be unpickled in "
+                f"this process ({type(e).__name__}: {e}); the entry is intact: import "
+                "what its value needs (the module defining its class) and read it again")
+            err.__cause__ = e
+            return None, err
     return None, load_exception(payload, meta)
 
 

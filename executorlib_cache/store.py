@@ -97,6 +97,11 @@ class Store:
         self.file_mode = file_mode if file_mode is not None else int(
             os.environ.get("XCACHE_FILE_MODE", "600"), 8
         )
+        if secret is not None and not isinstance(secret, (str, bytes)):
+            raise TypeError(f"secret must be a str or bytes (or None: $XCACHE_SECRET), got "
+                            f"{type(secret).__name__}")
+        if secret is not None and not secret:
+            raise ValueError("secret must not be empty (an empty HMAC key signs nothing)")
         if isinstance(secret, str):
             secret = secret.encode()
         self.secret: bytes | None = secret if secret is not None else secret_from_env()

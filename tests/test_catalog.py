@@ -8,6 +8,7 @@ test_cli.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -584,3 +585,30 @@ def test_interrupted_removal_is_invisible_and_cleaned_up(store: Store) -> None:
     os.utime(half, (old, old))
     catalog.remove_entries(store.root, [other])
     assert not half.exists()
+
+
+def test_a_removal_sweeps_what_dead_drivers_left(store: Store) -> None:
+    """After ``xcache rm``/``prune``: heartbeat files of drivers that are gone and pool
+    queues of dead drivers with nothing left to do are removed; a live driver's
+    heartbeat and a queue with a waiting ticket stay."""
+    from executorlib_cache.fileio import HOST
+    from executorlib_cache.pool_queue import queue_dir, ticket_name
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    drivers = store.root / ".drivers"
+    (drivers / f"{HOST}-{dead.pid}").touch()  # this host, pid gone
+    (drivers / f"{HOST}-{os.getpid()}").touch()  # this host, alive
+    far = drivers / "other-host-1234"
+    far.touch()
+    os.utime(far, (NOW - 2 * 86400, NOW - 2 * 86400))  # another host, silent for days
+    dead_owner = {"host": HOST, "pid": dead.pid, "start": "x"}
+    finished, busy = queue_dir(store.root, "p-done"), queue_dir(store.root, "p-busy")
+    for q in (finished, busy):
+        q.mkdir(parents=True)
+        (q / "pool.json").write_text(json.dumps({"owner": dead_owner, "backend": "slurm"}))
+    (busy / ticket_name(0, "00000000", "k")).touch()
+    key = make_entry(store, "done")
+    assert catalog.remove_entries(store.root, [key]) == [key]
+    assert sorted(p.name for p in drivers.iterdir()) == [f"{HOST}-{os.getpid()}"]
+    assert not finished.exists() and busy.exists()

@@ -493,3 +493,15 @@ def test_len_bool_info_and_max_workers_as_executorlib(tmp_path):
     slow.result(timeout=30)
     exe.shutdown()
     assert len(exe) == 0 and exe.info is None
+
+
+def test_constructor_resource_dict_may_carry_cache_directory_and_recompute(tmp_path):
+    """executorlib also takes both executor-wide in the constructor's resource_dict."""
+    cache, log = tmp_path / "cache", tmp_path / "ran.txt"
+    with SingleNodeExecutor(resource_dict={"cache_directory": str(cache)}) as exe:
+        first = exe.submit(draw, "a", str(log)).result(timeout=30)
+        assert exe.info["cache_directory"] == str(cache)
+    with SingleNodeExecutor(cache_directory=cache, resource_dict={"recompute": True}) as exe:
+        assert exe.info["recompute"] is True
+        assert exe.submit(draw, "a", str(log)).result(timeout=30) != first
+    assert log.read_text().split() == ["a", "a"]

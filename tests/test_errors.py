@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 from conftest import SLURM_WANTED, require
 
-from executorlib_cache import SingleNodeExecutor, errors
+from executorlib_cache import SingleNodeExecutor, errors, get_future_from_cache, list_cache
 from executorlib_cache.catalog import describe
 from executorlib_cache.errors import (
     SerializationError,
@@ -182,3 +182,32 @@ def test_a_call_sees_the_drivers_argv(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script), "--alpha", "3"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == str([str(script), "--alpha", "3"]), out.stderr
+
+
+def test_a_result_this_process_cannot_unpickle_is_named_and_kept(tmp_path: Path) -> None:
+    """A stored value whose class is not importable in the reading process (the
+    module was on the worker's path only): SerializationError naming the entry,
+    the import error as its cause; the entry is kept and served once importable."""
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    (mod_dir / "only_here_mod.py").write_text(
+        "class Point:\n    def __init__(self, x):\n        self.x = x\n\n"
+        "def make(x):\n    return Point(x)\n")
+    script = (f"import sys; sys.path.insert(0, {str(mod_dir)!r})\n"
+              "import only_here_mod\n"
+              "from executorlib_cache import SingleNodeExecutor\n"
+              f"with SingleNodeExecutor(cache_directory={str(tmp_path / 'c')!r}) as exe:\n"
+              "    f = exe.submit(only_here_mod.make, 3)\n"
+              "    assert f.result(timeout=60).x == 3\n"
+              "    print(f.key)\n")
+    env = {**os.environ, "PYTHONPATH": str(mod_dir)}  # the worker imports it too
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.split()[-1]
+    fut = get_future_from_cache(tmp_path / "c", key)
+    exc = fut.exception(timeout=10)
+    assert isinstance(exc, SerializationError), repr(exc)
+    assert key in str(exc) and "only_here_mod" in str(exc) and "intact" in str(exc)
+    assert isinstance(exc.__cause__, ModuleNotFoundError)
+    assert [e["status"] for e in list_cache(tmp_path / "c")] == ["done"]  # kept

@@ -118,8 +118,11 @@ def test_migrate_resumes_after_a_kill(v1: Path) -> None:
     assert proc.returncode == -9, proc.stderr
     rows = catalog.list_cache(cache)  # mid-migration: every entry still readable
     assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
+    # as if killed between moving an old directory into .trash and deleting it
+    (cache / ".trash" / "f-0123.v1-999-00000000ab" / "task.h5").parent.mkdir(parents=True)
     counts = catalog.migrate(Store(cache, create=False))
     assert counts.get("present", 0) == 1  # the one killed between its two steps
+    assert list((cache / ".trash").iterdir()) == []  # and nothing of it is left
     assert counts.get("migrated", 0) >= 1 and "corrupt" not in counts, counts
     rows = catalog.list_cache(cache, verify=True)
     assert sorted(r["status"] for r in rows) == ["done"] * V1_KEYS + ["failed"], rows
@@ -159,3 +162,37 @@ def test_xcache_migrate_command(v1: Path) -> None:
     assert "6 migrated" in first.stdout and "1 dropped" in first.stdout, first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout
+
+
+@pytest.mark.timeout(60)
+def test_two_threads_reading_entries_at_once_each_get_their_own(tmp_path: Path) -> None:
+    """Regression: entries are parsed in memory, and HDF5 knows an in-memory file by
+    its name; with one fixed name, a submit() reading a hit while the poller thread
+    read a result got the other's open file -- the entry was called corrupt ("belongs
+    to entry ...") and moved aside.  Seen with four drivers racing under load."""
+    import threading
+
+    from executorlib_cache.serialization import dumps, loads
+
+    store = Store(tmp_path / "cache")
+    keys = [f"k{i}" for i in range(4)]
+    for i, key in enumerate(keys):
+        store.write_outcome(key, "done", dumps(i), {}, task=(b"call", {}))
+    wrong: list[tuple[str, object]] = []
+
+    def read(key: str, want: int) -> None:
+        for _ in range(500):
+            try:
+                got = store.read_outcome(key)
+            except Exception as e:  # noqa: BLE001 -- "belongs to entry ..."
+                wrong.append((key, e))
+                continue
+            if got is None or loads(got.payload) != want:
+                wrong.append((key, got and loads(got.payload)))
+
+    threads = [threading.Thread(target=read, args=(k, i)) for i, k in enumerate(keys)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, wrong[:5]

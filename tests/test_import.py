@@ -92,3 +92,55 @@ def test_xcache_import_command(xl: Path) -> None:
                        env={**os.environ, "PYTHONPATH": ""}, cwd=xl)
     assert r.returncode == 1 and "xl_funcs" in r.stderr, r.stderr
     assert list_cache(fresh) == []
+
+
+def test_a_users_cache_key_is_kept(xl: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call the user named in executorlib (``resource_dict={"cache_key":
+    "project/run1"}``: ``project/run1_o.h5``) keeps that name, so the same
+    ``cache_key`` finds it here; a default name gets this package's key."""
+    src = xl / "file"
+    (src / "project").mkdir()
+    [last] = src.glob("total*_o.h5")  # the call nothing depends on
+    os.rename(last, src / "project" / "run1_o.h5")
+    (src / "pendingcall_i.h5").unlink()
+    store = Store(tmp_path / "ours")
+    report = catalog.import_executorlib(src, store)
+    assert report.imported == 4 and not report.skipped, report
+    assert store.finished("project/run1") is not None
+    monkeypatch.setenv("XCACHE_XL_COUNTER", str(tmp_path / "ran.txt"))
+    monkeypatch.setenv("PYTHONPATH", f"{DATA}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    with SingleNodeExecutor(cache_directory=tmp_path / "ours") as exe:
+        a, b = exe.submit(scale, 1), exe.submit(scale, 2, factor=10)
+        named = exe.submit(total, a, b=b, resource_dict={"cache_key": "project/run1"})
+        assert named.result(timeout=60) == 22 and named.cached and a.cached
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_upstreams_are_read_inside_the_imported_directory(xl: Path, tmp_path: Path) -> None:
+    """A future argument names its upstream by the absolute path the cache had when
+    it was made; when that path still holds another cache, the copy inside the
+    directory being imported is the one read."""
+    import shutil
+
+    [last] = (xl / "file").glob("total*_o.h5")
+    upstream = catalog.importer.read_executorlib_file(last)["input_args"][0]._file_name
+    original = Path(upstream).parent  # where the cache was made (a temp dir, gone)
+    if original.exists():
+        pytest.skip(f"{original} exists on this machine")
+    try:  # another cache there now: its file of the same name is garbage
+        original.mkdir(parents=True)
+        Path(upstream).write_bytes(b"not the upstream")
+        store = Store(tmp_path / "ours")
+        report = catalog.import_executorlib(xl / "file", store)
+        assert report.imported == 4 and not report.skipped, report
+    finally:
+        shutil.rmtree(original, ignore_errors=True)
+
+
+def test_importing_a_directory_without_executorlib_files_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogError, match="no executorlib cache files"):
+        catalog.import_executorlib(tmp_path / "empty", Store(tmp_path / "ours"))
+    with pytest.raises(CatalogError, match="not a directory"):
+        catalog.import_executorlib(tmp_path / "missing", Store(tmp_path / "ours"))

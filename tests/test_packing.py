@@ -28,7 +28,7 @@ from conftest import SLURM_WANTED, job_dir, job_of, outcome_meta, require
 require("pysqa")
 
 from executorlib_cache.backends.pool import PoolBackend  # noqa: E402
-from executorlib_cache.catalog import terminate_tasks_in_cache  # noqa: E402
+from executorlib_cache.catalog import list_cache, terminate_tasks_in_cache  # noqa: E402
 from executorlib_cache.claims import claim_token  # noqa: E402
 from executorlib_cache.cluster_executor import (  # noqa: E402
     FluxClusterExecutor,
@@ -550,3 +550,43 @@ def test_pool_worker_gives_a_ticket_back_when_the_claim_stays_held(tmp_path: Pat
     finally:
         holder.kill()
         holder.wait()
+
+
+@needs_slurm
+def test_a_dead_drivers_queued_ticket_is_not_lost_while_a_worker_job_runs(
+        tmp_path: Path, calls: Calls) -> None:
+    """A packed call whose ticket waits in the queue of a dead driver's pool is run by
+    the pool's worker jobs if one still runs: ``xcache ls`` lists it ``queued`` (it
+    asks the scheduler about the workers named in ``pool.json``), and ``lost`` once
+    no worker job is left.  The worker here is a real SLURM job that only sleeps."""
+    cache = tmp_path / "cache"
+    store = Store(cache)
+    out = subprocess.run(["sbatch", "--parsable", "--wrap", "sleep 60", "-o", "/dev/null"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    job = out.stdout.strip().split(";")[0]
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        owner = {"host": identity()["host"], "pid": dead.pid, "start": "x"}
+        qdir = queue_dir(store.root, "p1")
+        (qdir / "workers").mkdir(parents=True)
+        (qdir / "pool.json").write_text(json.dumps(
+            {"backend": "slurm", "pool": "p1", "owner": owner, "workers": {"w1": job}}))
+        key = "f-v1-" + "2" * 32
+        store.write_task(key, b"call", {})
+        claim = {"backend": "slurm", "job_id": None, "owner": owner,
+                 "submitted": time.time(), "pool": "p1"}
+        store.write_claim(key, claim)
+        (qdir / ticket_name(0, claim_token(claim), key)).touch()
+        wait_for(lambda: job in subprocess.run(["squeue", "-h", "-o", "%i"],
+                                               capture_output=True, text=True).stdout,
+                 30, "the worker job to be listed")
+        [row] = list_cache(cache)
+        assert row["status"] == "queued", row
+    finally:
+        subprocess.run(["scancel", job], capture_output=True, timeout=30)
+    wait_for(lambda: job not in subprocess.run(["squeue", "-h", "-o", "%i"],
+                                               capture_output=True, text=True).stdout,
+             30, "the worker job to end")
+    [row] = list_cache(cache)
+    assert row["status"] == "lost" and "is gone" in row["problem"], row

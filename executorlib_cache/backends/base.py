@@ -10,7 +10,7 @@ dependencies and the cache, and calls a backend from its one thread::
     sockets ready        ──────▶        collect(ready)   -> [Event]   (messages)
     every check_interval ──────▶        check(inflight)  -> [Event]   (stats, status)
     future cancelled     ──────▶        cancel(task)
-    an owner died        ──────▶        adopt(key, job.json) under the claim lock
+    an owner died        ──────▶        adopt(key, claim) under the claim lock
     end                  ──────▶        shutdown(wait)
 
 Events: :class:`Started`, :class:`Finished` (a result or error is in the cache, or
@@ -41,7 +41,8 @@ class Task:
     """One entry this driver is responsible for (running it, or watching it).
 
     ``payload`` is the pickled call; ``deps`` maps upstream keys to their futures;
-    ``meta`` is the task's metadata (``task.json``).  ``job_id`` is the scheduler job
+    ``meta`` is the task's metadata (stored with the call in the entry's file).
+    ``job_id`` is the scheduler job
     that runs it (dependents are queued ``afterok`` on it); ``job`` is the backend's
     own record of where it runs (a typed object per backend, opaque to the poller).
     """
@@ -56,7 +57,7 @@ class Task:
     job_id: str | None = None
     job: Any = None
     requeued: int = 0  # times handed out again after a worker died before starting it
-    meta: dict[str, Any] = field(default_factory=dict)  # task.json content
+    meta: dict[str, Any] = field(default_factory=dict)  # the task metadata
 
 
 @dataclass
@@ -180,7 +181,7 @@ class Backend:
         """Take over a claim whose owner died (called under the entry's claim lock).
 
         A scheduler job submitted by a driver that was killed may still be queued
-        or running: rather than submit again, a cluster backend rewrites job.json
+        or running: rather than submit again, a cluster backend rewrites the claim
         with this driver as owner, returns True, and ``dispatch()`` then tracks the
         existing job.  Default (local): nothing outlives its driver, so False.
         """

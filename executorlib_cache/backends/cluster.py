@@ -12,7 +12,7 @@ Why it is built the way it is:
 * **Submission through pysqa** (:class:`~.submission.Submitter`), with our
   templates or the user's ``pysqa_config_directory``; a failing submit raises
   :class:`SubmissionError` with the scheduler's own text.
-* **Exactly once across driver deaths.**  ``job.json`` gets a unique job name
+* **Exactly once across driver deaths.**  the claim (``@claim``) gets a unique job name
   *before* sbatch and the job id right after.  A driver that finds a claim whose
   owner died adopts it (:meth:`ClusterBackend.adopt`): with an id it just tracks
   the job in its batched status call; with only a name it looks the name up
@@ -93,7 +93,7 @@ def finished_event(store: Store, key: str) -> Finished | None:
 class Job:
     """Where one call runs: its scheduler job (``Task.job`` of this backend)."""
 
-    record: dict[str, Any] = field(default_factory=dict)  #: its job.json
+    record: dict[str, Any] = field(default_factory=dict)  #: its claim record
     adopted: bool = False  #: taken over from a dead driver
     seen_alive: bool = False
     started: bool = False
@@ -132,7 +132,7 @@ class ClusterBackend(Backend):
                                                 self.calls)
         self.tracker = tracker or JobTracker(sched, self.calls)
         self.stat = Backoff(STAT_MIN, STAT_MAX)
-        self._adopted: dict[str, dict[str, Any]] = {}  # key -> job.json taken over
+        self._adopted: dict[str, dict[str, Any]] = {}  # key -> claim taken over
         self._to_cancel: list[str] = []
         self._next_retry = float("inf")
 
@@ -228,7 +228,7 @@ class ClusterBackend(Backend):
         return found
 
     def _submit(self, task: Task, upstream_job_ids: list[str]) -> None:
-        """Name in job.json, submit through pysqa, id in job.json (each atomic)."""
+        """Name in the claim, submit through pysqa, id in the claim (each atomic)."""
         key = task.key
         entry = self.store.job_dir(key)  # the script, stdout and stderr of its job
         os.makedirs(entry, self.store.dir_mode, exist_ok=True)

@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 
 from ..errors import UnsupportedResourceError
+from ..liveness import pid_alive
 from ..mpi import mpiexec_path
 from ..resources import Resources
 from .base import Backend, Died, Event, Finished, Requeue, Started, Task
@@ -149,6 +150,7 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------- poller side
     def start(self, ctx: zmq.Context) -> None:
+        _sweep_socket_dirs()
         os.mkdir(self._dir_name, 0o700)  # 0700: no other user can connect
         self._dir = self._dir_name
         self._sock = ctx.socket(zmq.ROUTER)
@@ -368,3 +370,28 @@ class LocalBackend(Backend):
         if self._dir is not None:  # connected workers keep their connection
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _sweep_socket_dirs() -> None:
+    """Remove the socket directories (``$TMPDIR/xcache-<pid>-<hex>``) that killed
+    drivers left: the driver's pid is gone and no worker of it still runs (its
+    ``<pid>.running`` file names a live process).  Only this user's, best effort."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith("xcache-")]
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or not parts[1].isdigit() or pid_alive(int(parts[1])):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            running = [f for f in os.listdir(path) if f.endswith(".running")]
+        except OSError:
+            continue
+        if any(f.split(".")[0].isdigit() and pid_alive(int(f.split(".")[0])) for f in running):
+            continue
+        shutil.rmtree(path, ignore_errors=True)

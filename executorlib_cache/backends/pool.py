@@ -9,9 +9,9 @@ through a queue directory (``pool_queue.py`` has the layout and why a rename is
 the exactly-once hand-out)::
 
     driver (this module)                         K worker jobs (compute/pool_worker.py)
-    ready entry -> job.json {pool, ticket}  ──▶  rename ticket -> .t.<worker>.<ticket>
+    ready entry -> @claim {pool, ticket}    ──▶  rename ticket -> .t.<worker>.<ticket>
                 -> empty ticket file             claim lock: ticket still ours? job id
-    stat result files of taken tickets      ◀──  run_entry(): started.json, result.h5
+    stat result files of taken tickets      ◀──  run_entry(): <enc>.h5
     the ONE status call covers the workers       unlink .t.<worker>.<ticket>
 
 * **Only ready entries get a ticket** (``dispatch_after = "done"``): a worker
@@ -140,7 +140,7 @@ class PoolBackend(Backend):
         self.idle = idle_grace()
         self._owner = identity()
         self._seq = itertools.count()
-        self._pool_adopted: dict[str, dict[str, Any]] = {}  # key -> job.json taken over
+        self._pool_adopted: dict[str, dict[str, Any]] = {}  # key -> claim taken over
         self._created = False
         self.stat = Backoff(STAT_MIN, STAT_MAX)
         self._lost_since: dict[str, float] = {}  # ticket -> first seen neither queued nor taken
@@ -212,10 +212,10 @@ class PoolBackend(Backend):
         pool_queue.write_json(self.qdir / pool_queue.POOL_JSON, info, self.store.file_mode)
 
     def _enqueue(self, task: Task, attempt: int, min_time_left: float | None = None) -> None:
-        """A ticket for the claim in job.json (its token names that claim).
+        """A ticket for the entry's claim (its token names that claim).
 
         The first attempt reuses the claim ``submit()`` wrote: one file created per
-        entry here, the ticket.  A retry writes a new claim (job.json with pool,
+        entry here, the ticket.  A retry writes a new claim (@claim with pool,
         ticket and attempt) first, so a late worker of the old ticket drops it."""
         key = task.key
         claim = claims.read_claim(self.store, key) if attempt == 1 else None
@@ -473,7 +473,7 @@ class PoolBackend(Backend):
                         "resource_dict={'run_time_max': ...}, so it runs as its own job, "
                         "or raise the executor's run_time_max")
             elif tk.attempt < MAX_ATTEMPTS:
-                self.store.reset_for_retry(key)  # started.json/job.json of the lost run
+                self.store.reset_for_retry(key)  # the lost run's claim and task file
                 self._make_queue()
                 self._enqueue(task, tk.attempt + 1, min_time_left=needs)
                 return []

@@ -6,9 +6,9 @@ stats, the task graph), ``maintain`` (removing, pruning, cancelling jobs).
 
 Everything here reads entries through :class:`~executorlib_cache.store.Store` and
 never unpickles anything unless asked to (``load=True``).  A listing reads only
-directory listings and the small JSON files (``task.json``, ``job.json``,
-``started.json``, ``outcome.json``), so it works when the user's modules are not
-importable and stays fast for 100,000 entries.
+the shard directories, each finished file's summary (its HDF5 user block, JSON) and
+the claims (``@claim``, JSON) of calls in flight, so it works when the user's
+modules are not importable and stays fast for 100,000 entries.
 
 Statuses (``store.STATUSES``):
 
@@ -16,13 +16,13 @@ Statuses (``store.STATUSES``):
     from which files exist (:meth:`Store.file_status`).
 ``lost``
     queued or running but nobody can finish it: a ``local`` entry whose owner
-    (``job.json``) is dead and whose runner (``started.json``) is not alive, or a
+    (in its claim) is dead and whose runner (the claim's ``runner``) is not alive, or a
     ``slurm``/``flux`` entry whose job the scheduler no longer knows (or reports as
     ended) while no result was written.  The scheduler is asked once per backend.
 ``corrupt``
-    no readable ``task.json``/``task.h5``, an empty ``.h5`` file, or (when the
-    ``.h5`` files are read: ``verify=True``, ``load=True``, :func:`describe`) an
-    unreadable ``task.h5``/``result.h5``/``error.h5``.
+    an empty or unreadable entry file (``<enc>.h5``, ``@failed.h5``, ``@task.h5``;
+    damage inside the HDF5 part is seen when the files are read: ``verify=True``,
+    ``load=True``, :func:`describe`), or a garbage claim.
 ``tampered``
     an ``.h5`` file whose signature does not match ``XCACHE_SECRET`` (only seen
     when the ``.h5`` files are read).

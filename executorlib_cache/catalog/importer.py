@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ..deps import DependencyRef
 from ..errors import CatalogError
 from ..fileio import HOST
 from ..hashing import task_key
+from ..resources import validate_cache_key
 from ..serialization import dumps, dumps_call, dumps_exception
 from ..store import DONE, FAILED, Store
 
@@ -96,9 +98,29 @@ class ImportReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+#: executorlib's own key for a call: the function's name and 32 hex digits (md5)
+_DEFAULT_KEY = re.compile(r"[0-9a-f]{32}$")
+
+
+def user_cache_key(path: str, source: str, fn: Any) -> str | None:
+    """The ``cache_key`` the user gave executorlib for the call in ``path`` (its file
+    name without ``_o.h5``, below ``source``; ``/``-joined when in sub-directories),
+    or None when the name is executorlib's default (function name + 32 hex digits):
+    the call then gets this package's key, and a re-run without ``cache_key`` finds
+    it.  ``ValueError`` for a name that is not a valid key here."""
+    rel = os.path.relpath(path, source).replace(os.sep, "/")
+    stem = rel[: -len("_o.h5")]
+    name = getattr(fn, "__name__", "")
+    tail = stem.rsplit("/", 1)[-1]
+    if "/" not in stem and tail.startswith(name) and _DEFAULT_KEY.match(tail[len(name):]):
+        return None
+    return validate_cache_key(stem)
+
+
 class _Importer:
-    def __init__(self, store: Store, found: list[Path]) -> None:
+    def __init__(self, store: Store, found: list[Path], source: str = ".") -> None:
         self.store = store
+        self.source = os.path.realpath(source)
         # a FutureItem names its upstream by absolute path where the cache was made:
         # a cache moved since is matched by the file's path inside it
         self.by_name = {str(p.name): str(p) for p in found}
@@ -124,9 +146,9 @@ class _Importer:
 
     def _ref(self, value: Any) -> Any:
         if isinstance(value, _FutureItem):
-            name = value._file_name
-            if not os.path.exists(name):
-                name = self.by_name.get(os.path.basename(name), name)
+            # the copy inside the imported directory first: the original path may be
+            # another (older) cache that is still there
+            name = self.by_name.get(os.path.basename(value._file_name), value._file_name)
             up = self.key_of(name)
             if up is None:
                 raise CatalogError(f"its upstream {value._file_name} could not be imported")
@@ -145,7 +167,7 @@ class _Importer:
         fn = fields["function"]
         args = tuple(self._ref(list(fields.get("input_args") or [])))
         kwargs = self._ref(dict(fields.get("input_kwargs") or {}))
-        key = task_key(fn, args, kwargs)
+        key = user_cache_key(path, self.source, fn) or task_key(fn, args, kwargs)
         self.keys[path] = key
         store = self.store
         with store.claim(key):
@@ -199,8 +221,13 @@ def import_executorlib(source: str | os.PathLike[str], store: Store) -> ImportRe
     (may be the same directory).  Returns an :class:`ImportReport`; a file that
     cannot be read here is skipped with the reason, never half-written.  Safe to run
     again (entries already present are counted, not rewritten)."""
+    if not os.path.isdir(source):
+        raise CatalogError(f"{source}: not a directory (give an executorlib cache directory)")
     done, pending = executorlib_files(source)
-    imp = _Importer(store, done)
+    if not done and not pending:
+        raise CatalogError(f"{source}: no executorlib cache files (<key>_o.h5, <key>_i.h5) "
+                           "found in it or below it")
+    imp = _Importer(store, done, str(source))
     for path in done:
         imp.key_of(str(path))
     imp.report.unfinished = len(pending)

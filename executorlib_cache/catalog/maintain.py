@@ -219,7 +219,28 @@ def _sweep(store: Store) -> None:
     for name in jobs:
         if not store.exists(decode_key(name)):
             shutil.rmtree(f"{root}/.jobs/{name}", ignore_errors=True)
+    _sweep_heartbeats(root, now)
+    pool_queue.sweep_pools(root)  # queues of dead drivers with nothing left to do
     store.compact_usage()
+
+
+def _sweep_heartbeats(root: str, now: float) -> None:
+    """Heartbeat files (``.drivers/<host>-<pid>``) of drivers that are gone: on this
+    host when the pid is dead, elsewhere when not touched for a day (a live driver
+    touches its file every 5 s)."""
+    try:
+        with os.scandir(f"{root}/.drivers") as it:
+            beats = [(d.path, d.name, d.stat(follow_symlinks=False).st_mtime) for d in it]
+    except OSError:
+        return
+    for path, name, mtime in beats:
+        host, _, pid = name.rpartition("-")
+        here_and_dead = host == HOST and pid.isdigit() and not liveness.pid_alive(int(pid))
+        if here_and_dead or now - mtime > STALE_TEMP:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def remove_entries(
@@ -320,7 +341,7 @@ def terminate_tasks_in_cache(cache_directory: str | os.PathLike[str],
     needed: jobs are cancelled with the scheduler's own command (``scancel``,
     ``flux cancel``), whatever pysqa configuration submitted them.
 
-    Reads ``job.json`` of the entries without a result (in flight, or failed: a
+    Reads the claims (``@claim``) of the entries without a result (in flight, or failed: a
     future failed because the scheduler stopped answering leaves its job running)
     and cancels their job ids with ONE scheduler call per backend (``backend``:
     ``"slurm"``, ``"flux"``, or None for both); cancelling a job that already

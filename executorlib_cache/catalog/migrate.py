@@ -23,7 +23,7 @@ from ..store import CLAIM, DONE, FAILED, Store
 
 def _drop(store: Store, base: str, key: str) -> None:
     """Remove a format-1 directory (and its format-1 lock file)."""
-    dst = f"{store._root}/.trash/{os.path.basename(base)}.{os.getpid()}-" \
+    dst = f"{store._root}/.trash/{os.path.basename(base)}.v1-{os.getpid()}-" \
           f"{random.getrandbits(40):010x}"
     try:
         os.rename(base, dst)
@@ -97,4 +97,12 @@ def migrate(store: Store) -> dict[str, int]:
         store.set_v1_entries(False)
         for sub in (".locks", ".tmp"):
             shutil.rmtree(f"{store._root}/{sub}", ignore_errors=True)
+    # what a killed migration left in .trash (renamed there, not yet deleted)
+    try:
+        left = os.listdir(f"{store._root}/.trash")
+    except OSError:
+        left = []
+    for name in left:
+        if ".v1-" in name:
+            shutil.rmtree(f"{store._root}/.trash/{name}", ignore_errors=True)
     return counts

@@ -72,6 +72,7 @@ class Entry:
     owner: dict[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    pool: str | None = None  # a packed call's pool queue (claim field ``pool``)
 
     def row(self) -> dict[str, Any]:
         """The public fields (:data:`FIELDS`, in that order) as a new dict."""
@@ -316,6 +317,7 @@ def _take_claim(e: Entry, job: dict[str, Any]) -> None:
     e.dependencies = e.dependencies or _deps(job.get("upstream_keys"))
     owner = job.get("owner")
     e.owner = owner if isinstance(owner, dict) else None
+    e.pool = _text(job.get("pool"))
     e.started = _num(job.get("started"))
     run = job.get("runner")
     if isinstance(run, dict):
@@ -461,7 +463,7 @@ def _can_fork() -> bool:
 # ---------------------------------------------------------------- lost entries
 def _view(e: Entry) -> claims.ClaimView:
     return claims.ClaimView(e.key, e.backend or "local", e.job_id, e.owner, e.runner_host,
-                            e.runner_pid)
+                            e.runner_pid, e.pool)
 
 
 def _mark_lost(scanner: _Scanner, entries: list[Entry], check_scheduler: bool) -> None:

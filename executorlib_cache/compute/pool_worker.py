@@ -11,7 +11,7 @@ once); this worker takes tickets and runs the entries with
 :func:`~executorlib_cache.compute.runner.run_entry`, in this process (``cores > 1``:
 ``srun``/``flux run`` of the MPI runner inside the allocation).  After the rename
 it checks, under the entry's claim lock (:func:`claims.confirm_claim`), that
-``job.json`` still holds the claim the ticket was written for (a driver that took
+the entry's ``@claim`` still holds the claim the ticket was written for (a driver that took
 the claim over meanwhile wrote another ticket: the stale one is dropped) and
 records its own job id there, so a claim is never run twice and ``xcache`` shows
 the worker's job id.  A claim lock held too long by someone else puts the ticket

@@ -114,6 +114,8 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
             if not queue:
                 continue
             msg = queue.popleft()
+            if os.getppid() != parent and not _still_ours(store, msg[1].decode(), parent):
+                continue  # the driver died; its claim was removed or taken over since
             _send(sock, [b"started", msg[1]])
             running.set(msg[1])
             _run_one(store, sock, msg)
@@ -124,6 +126,16 @@ def serve(address: str, cache_directory: str, dir_mode: int, file_mode: int,
         running.close()
         sock.close(linger=500)
         ctx.term()
+
+
+def _still_ours(store: Store, key: str, driver: int) -> bool:
+    """A call handed to this worker before its driver died: run it only while the
+    entry's claim still names that driver (``xcache rm`` removed it, or a new driver
+    took the entry over: running it too would run it twice)."""
+    claim = store.read_claim(key)
+    owner = claim.get("owner") if claim else None
+    return isinstance(owner, dict) and owner.get("pid") == driver \
+        and owner.get("host") == socket.gethostname()
 
 
 class RunningFile:
@@ -189,6 +201,7 @@ def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
         except Exception as exc:  # disk full, permission denied: fail the task, clearly
             out, meta = dumps_exception(exc)
             meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
+            _unrecorded(store, key)
             _reply(sock, key, "failed", out, meta)
             return
     try:
@@ -201,7 +214,19 @@ def _run_one(store: Store, sock: zmq.Socket, msg: list[bytes]) -> None:
         status = "failed"  # read-only): tell the driver why instead of dying
         out, meta = dumps_exception(exc)
         meta.update(reason="raised", host=socket.gethostname(), pid=os.getpid())
+        _unrecorded(store, key)
     _reply(sock, key, status, out, meta)
+
+
+def _unrecorded(store: Store, key: str) -> None:
+    """Nothing could be recorded (disk full, read-only): give the claim back (an
+    unlink frees space, it needs none), so the entry is absent and a later run
+    runs the call again instead of waiting on a claim nobody serves."""
+    try:
+        store.release_claim(key)
+        store.sweep_temps(key)
+    except OSError:
+        pass
 
 
 def _send(sock: zmq.Socket, parts: list[bytes]) -> None:

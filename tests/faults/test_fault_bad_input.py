@@ -95,6 +95,12 @@ def test_bad_executor_arguments(tmp_path):
         ({"resource_dict": {"core": 2}}, ValueError, "unknown resource_dict key"),
         ({"resource_dict": {"cache_key": "k"}}, ValueError, "cache_key is per call"),
         ({"resource_dict": {"cores": 0}}, ValueError, "cores"),
+        ({"secret": 5}, TypeError, "secret must be a str or bytes"),
+        ({"secret": b""}, ValueError, "secret must not be empty"),
+        ({"recompute": "yes"}, TypeError, "recompute must be True or False"),
+        ({"cache_directory": ""}, ValueError, "cache_directory must be a non-empty path"),
+        ({"resource_dict": {"cache_directory": tmp_path / "other"}}, ValueError,
+         "differ: give one"),
     ]
     for kwargs, exc, match in cases:
         kwargs.setdefault("cache_directory", tmp_path / "cache")
@@ -124,4 +130,10 @@ def test_poller_crash_fails_futures_and_later_submits_never_hang(tmp_path, monke
         later.result(timeout=5)
     with pytest.raises(RuntimeError, match="poller failed"):
         exe.shutdown()
+    # the crashed executor gave its claims back: a new executor in this same (live)
+    # process runs the calls instead of waiting on claims nobody serves
+    monkeypatch.undo()
+    with SingleNodeExecutor(cache_directory=tmp_path / "cache", max_workers=1) as again:
+        assert again.submit(add, 1, 1).result(timeout=10) == 2
+        assert again.submit(add, 2, 2).result(timeout=10) == 4
     counts.add("8. bad input at the API", scenarios=1, calls=2)

@@ -292,3 +292,35 @@ def test_entry_with_only_a_temp_file_is_not_listed(tmp_path):
     assert list_cache(cache, check_scheduler=False) == []
     assert get_cache_data(cache, check_scheduler=False) == []
     assert check_no_false_files(cache, "half-written_1") == temp_files(cache, "half-written_1")
+
+
+ILL_TYPED_CLAIMS = [
+    {"backend": "local", "owner": "x"},
+    {"backend": "local", "owner": {"host": "vm", "pid": "abc"}},
+    {"backend": "local", "owner": {"host": "vm", "pid": None}},
+    {"backend": "local", "owner": {"host": 5, "pid": [1], "start": {"a": 1}}},
+    {"backend": "local", "owner": [1, 2], "runner": "r"},
+    {"backend": "slurm", "job_id": None, "owner": {"pid": True}},
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("record", ILL_TYPED_CLAIMS, ids=range(len(ILL_TYPED_CLAIMS)))
+def test_a_claim_with_an_ill_typed_owner_counts_as_abandoned(tmp_path, record):
+    """Regression: a hand-edited claim whose owner is not ``{"host": str, "pid": int}``
+    crashed submit() and ``xcache ls``.  Its owner counts as gone: listed, taken over
+    and run once."""
+    cache, counter = tmp_path / "cache", str(tmp_path / "c")
+    store = Store(cache)
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        first = exe.submit(work, counter, 7)
+        key, value = first.key, first.result(timeout=30)
+    Path(store.path_of(key, "done")).unlink()
+    Path(store.path_of(key, "claim")).write_text(json.dumps(record))
+    rows = xcache_ls(cache)
+    assert rows[key]["status"] in ("lost", "queued"), rows[key]
+    assert key in {e["key"] for e in list_cache(cache)}
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        assert exe.submit(work, counter, 7).result(timeout=30) == value
+    assert executions(counter) == [7, 7]
+    check_finished_clean(cache, key)

@@ -179,3 +179,55 @@ def test_driver_killed_while_recording_a_failure(point, skip, tmp_path, counts):
     assert [rows[k]["reason"] for k in keys[:2]] == ["died", "upstream"]
     for key, kind in zip(keys, ("failed", "failed", "done"), strict=True):
         check_finished_clean(cache, key, kind)
+
+
+PREFETCHED_DRIVER = """
+import sys, time
+from executorlib_cache import SingleNodeExecutor
+from faults.faultlib import wait_for_file, work
+cache, counter, flag = sys.argv[1:4]
+exe = SingleNodeExecutor(cache_directory=cache, max_workers=1)
+a = exe.submit(wait_for_file, flag, 1)   # holds the only worker
+b = exe.submit(work, counter, 2)        # handed to the same worker ahead of time
+print(a.key, b.key, flush=True)
+time.sleep(600)                         # killed by the test
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_drivers_prefetched_call_does_not_run_once_its_claim_is_gone(tmp_path):
+    """Regression: a local worker holds a second call ahead of time; its driver is
+    killed and the call's entry removed (``xcache rm --force``) before the worker
+    gets to it.  The orphaned worker finishes the call it runs and skips the other:
+    nobody asked for it any more, and a new driver would run it again."""
+    from executorlib_cache.liveness import local_runner, orphan_workers
+    from executorlib_cache.store import Store
+
+    cache, counter, flag = tmp_path / "cache", tmp_path / "count", tmp_path / "flag"
+    script = tmp_path / "prefetch.py"
+    script.write_text(PREFETCHED_DRIVER)
+    proc = subprocess.Popen([PY, str(script), str(cache), str(counter), str(flag)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_with())
+    store = Store(cache)
+    try:
+        key_a, key_b = proc.stdout.readline().split()
+        owner = {"host": __import__("socket").gethostname(), "pid": proc.pid}
+        # wait until the worker runs a (and so holds b): its running file says a
+        deadline = time.monotonic() + 30
+        while local_runner((store.read_claim(key_a) or {}).get("workers"), key_a) is None:
+            assert time.monotonic() < deadline, "a never started"
+            time.sleep(0.05)
+        assert len(orphan_workers(owner, cache)) == 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)  # (not communicate: the orphaned worker holds the pipes)
+    store.release_claim(key_b)  # what `xcache rm --force` does to a queued call
+    flag.touch()  # a finishes; the orphaned worker then reaches b
+    deadline = time.monotonic() + 30
+    while orphan_workers(owner, cache):
+        assert time.monotonic() < deadline, "the orphaned worker did not exit"
+        time.sleep(0.1)
+    assert executions(counter) == [], "the removed call ran after its driver died"
+    assert set(entry_files(cache, key_a)) == {"done"}
+    assert entry_files(cache, key_b) == {}

@@ -92,6 +92,9 @@ def test_disk_full_while_writing_the_result_fails_the_future(size, tmpfs, tmp_pa
         with pytest.raises(OSError, match="No space left on device"):
             fut.result(timeout=30)
         (fs.path / "eaten").unlink()
+        # nothing recorded it, and no claim is left to make a later run wait: it is
+        # simply absent (a re-run runs it again)
+        assert entry_files(cache, fut.key) == {}, entry_files(cache, fut.key)
         assert exe.submit(work, str(tmp_path / "c"), 3).result(timeout=30) == 9  # usable
     no_debris(cache)
     counts.add("5. disk full / read-only / permission denied", calls=3)
