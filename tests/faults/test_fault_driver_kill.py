@@ -219,6 +219,9 @@ def test_a_dead_drivers_prefetched_call_does_not_run_once_its_claim_is_gone(tmp_
             assert time.monotonic() < deadline, "a never started"
             time.sleep(0.05)
         assert len(orphan_workers(owner, cache)) == 1
+    except BaseException:
+        flag.touch()  # the orphaned worker must not wait for it forever
+        raise
     finally:
         proc.kill()
         proc.wait(timeout=30)  # (not communicate: the orphaned worker holds the pipes)
