@@ -268,6 +268,9 @@ def make_sides(a) -> list[Side]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay-ms", type=float, default=1.0, help="metadata delay (1 ms)")
+    ap.add_argument("--entry-timeout", type=float, default=0.0,
+                    help="seconds the kernel caches a looked-up name (0: every path "
+                         "component is a round trip; a Lustre/NFS client caches them)")
     ap.add_argument("--cold", type=int, default=500, help="cold calls (500; 0 = skip)")
     ap.add_argument("--warm", type=int, default=2000, help="warm re-run calls (2000; 0 = skip)")
     ap.add_argument("--ls", type=int, default=20000, help="entries listed (20000; 0 = skip)")
@@ -300,12 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     sink = open(a.json, "w") if a.json else None
     t_start = time.perf_counter()
     load_start = os.getloadavg()
+    caches = (f"names cached {a.entry_timeout:g} s, attributes not" if a.entry_timeout
+              else "kernel caches off")
     try:
         b.prepare()
         with slowfs.slow_mount(delay_ms=a.delay_ms, backing=b.backing, mountpoint=b.mnt,
-                               python=daemon_python, log=work / "slowfs.log") as m:
+                               python=daemon_python, log=work / "slowfs.log",
+                               timeouts=(a.entry_timeout, 0.0, 0.0)) as m:
             b.m = m
-            log(f"mounted {m} (delay {a.delay_ms} ms, kernel caches off)")
+            log(f"mounted {m} (delay {a.delay_ms} ms, {caches})")
             items = b.plan()
             for r in range(a.repeats):
                 for bench, s, n in items:
@@ -324,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"{rec['metadata_ops_per_call']} meta ops/call")
                     log(f"repeat {r} {bench:5} {s.name:12} n={n:<6} {what}")
         summary, text = summarize(recs)
-        meta = {"bench": "meta", "delay_ms": a.delay_ms, "repeats": a.repeats,
+        meta = {"bench": "meta", "delay_ms": a.delay_ms, "entry_timeout": a.entry_timeout,
+                "repeats": a.repeats,
                 "executorlib_ls_repeats": a.executorlib_ls_repeats,
                 "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                 "sides": {s.name: {"label": s.label, "checkout": str(s.checkout or ""),
@@ -334,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(meta))
         if sink:
             sink.write(json.dumps(meta) + "\n")
-        print(f"\nslow-metadata FS (slowfs, {a.delay_ms} ms per metadata op, kernel caches "
-              f"off); medians of {a.repeats} interleaved runs; ops counted by the FUSE "
+        print(f"\nslow-metadata FS (slowfs, {a.delay_ms} ms per metadata op, {caches}); "
+              f"medians of {a.repeats} interleaved runs; ops counted by the FUSE "
               f"daemon (last run) per call or per listed entry\n{text}")
     finally:
         if sink:

@@ -137,6 +137,24 @@ class _Scanner:
         self.verify = verify
         self.disk = disk
         self.used = store.last_used() if disk else {}
+        self._dirs: dict[str, int] = {}  # shard path -> open descriptor (names resolved in it)
+
+    def summary(self, path: str) -> dict[str, Any] | None:
+        """:func:`read_summary` of an entry file, opened relative to its shard."""
+        shard, _, name = path.rpartition("/")
+        fd = self._dirs.get(shard)
+        if fd is None:
+            try:
+                fd = self._dirs[shard] = os.open(shard, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                return read_summary(path)
+        return read_summary(name, fd)
+
+    def close(self) -> None:
+        """Close the shard descriptors."""
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
 
     def entries(self, items: Iterable[tuple[str, Files | None]]) -> list[Entry]:
         out = []
@@ -198,14 +216,14 @@ class _Scanner:
             return None
         e.status = status
         if status in FINISHED:
-            summary = read_summary(files[status].path)
+            summary = self.summary(files[status].path)
             if summary is None:  # no user block: ask the HDF5 file itself
                 summary = self._outcome_meta(e)
             if summary is not None:
                 _take_summary(e, summary)
         else:
             if TASK in files:
-                summary = read_summary(files[TASK].path)
+                summary = self.summary(files[TASK].path)
                 if summary is not None:
                     _take_summary(e, summary)
             if claim is not None:
@@ -419,10 +437,13 @@ def scan(
         else:
             key_list = [(k, scanner.files_of(k)) for k in keys]
         workers = _scan_workers()
-        if len(key_list) >= PARALLEL_THRESHOLD and workers > 1 and _can_fork():
-            entries = _scan_parallel(scanner, key_list, workers)
-        else:
-            entries = scanner.entries(key_list)
+        try:
+            if len(key_list) >= PARALLEL_THRESHOLD and workers > 1 and _can_fork():
+                entries = _scan_parallel(scanner, key_list, workers)
+            else:
+                entries = scanner.entries(key_list)
+        finally:
+            scanner.close()
         if check_liveness:
             _mark_lost(scanner, entries, check_scheduler)
     return entries
