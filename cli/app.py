@@ -29,7 +29,7 @@ from rich.text import Text
 
 from executorlib_cache import catalog
 from executorlib_cache.catalog import ACTIVE, Entry
-from executorlib_cache.errors import CatalogError
+from executorlib_cache.errors import CatalogError, CorruptEntryError
 from executorlib_cache.store import STATUSES, Store
 
 from . import render
@@ -85,7 +85,7 @@ def _user_errors() -> Iterator[None]:
         warnings.simplefilter("always")
         try:
             yield
-        except CatalogError as e:
+        except (CatalogError, CorruptEntryError) as e:  # also: a cache of a newer format
             _fail(str(e))
         except OSError as e:
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""

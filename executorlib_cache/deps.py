@@ -20,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import SerializationError
+
 
 @dataclass(frozen=True)
 class DependencyRef:
@@ -41,13 +43,24 @@ def select(value: Any, path: tuple | None) -> Any:
 
 
 def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``leaf`` applied to every value inside (exactly) list/tuple/dict containers."""
+    """``leaf`` applied to every value inside (exactly) list/tuple/dict containers.
+    :class:`SerializationError` for a container that contains itself (or nesting
+    deeper than the interpreter's recursion limit)."""
+    try:
+        return _walk(obj, leaf)
+    except RecursionError:
+        raise SerializationError(
+            "an argument contains itself (a self-referencing list or dict) or is nested "
+            "too deeply to be a call's argument here: pass it in another form") from None
+
+
+def _walk(obj: Any, leaf: Callable[[Any], Any]) -> Any:
     if type(obj) is list:
-        return [_map_leaves(x, leaf) for x in obj]
+        return [_walk(x, leaf) for x in obj]
     if type(obj) is tuple:
-        return tuple(_map_leaves(x, leaf) for x in obj)
+        return tuple(_walk(x, leaf) for x in obj)
     if type(obj) is dict:
-        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
+        return {k: _walk(v, leaf) for k, v in obj.items()}
     return leaf(obj)
 
 

@@ -51,7 +51,7 @@ from .options import (
 from .poller import Poller
 from .progress import ProgressTracker
 from .resources import merge_resources
-from .serialization import dumps_call
+from .serialization import dumps_call, refuse_executor_while_loading_call
 from .store import Store
 from .workflow import WorkflowRecorder
 
@@ -168,10 +168,11 @@ class BaseExecutor(Executor):
         resources it cannot honour (``UnsupportedResourceError``).
         """
         del hostname_localhost, refresh_rate, log_obj_size  # documented no-ops
+        refuse_executor_while_loading_call()
         positive_int_or_none("max_workers", max_workers)
         positive_int_or_none("max_cores", max_cores)
         check_interactive_options(block_allocation, init_function, restart_limit)
-        if resource_dict and "cache_key" in resource_dict:
+        if isinstance(resource_dict, dict) and "cache_key" in resource_dict:
             raise ValueError("cache_key is per call: pass it in submit(..., resource_dict=...)")
         cache_directory, resource_dict, recompute = executor_wide_options(
             cache_directory, resource_dict, recompute)

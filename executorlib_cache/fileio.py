@@ -184,7 +184,14 @@ def _unlink(path: Path | str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
+    except IsADirectoryError:  # a directory under an entry file's name (put there by
+        # hand): moved into the cache's .corrupt/ (two levels up from a shard file)
+        path = str(path)
+        aside = os.path.join(os.path.dirname(os.path.dirname(path)), ".corrupt")
+        if not os.path.isdir(aside):
+            raise
+        os.rename(path, f"{aside}/{os.path.basename(path)}.{os.getpid()}-"
+                        f"{random.getrandbits(24):06x}")
 
 
 def write_h5(path: Path | str, meta_json: str, payload: bytes, sig: str | None,
@@ -358,7 +365,10 @@ def read_entry_file(path: str, names: tuple[bytes, ...], with_signature: bool
     """:func:`read_entry` of a file: read whole and parsed in memory up to
     :data:`READ_WHOLE` (one open), larger files through HDF5 on disk, which reads
     only the datasets asked for (a hit does not read a big call's arguments)."""
-    data = read_bytes(path, READ_WHOLE)
+    try:
+        data = read_bytes(path, READ_WHOLE)
+    except IsADirectoryError as e:  # a directory under an entry file's name
+        raise CorruptEntryError(f"{path}: a directory, not an entry file") from e
     if data is not None:
         return read_entry(data, names, with_signature, path)
     try:

@@ -80,6 +80,7 @@ import cloudpickle
 
 from executorlib_cache.deps import DependencyRef
 
+from .errors import SerializationError
 from .fingerprint import (
     Fingerprinter,
     _is_pandas,
@@ -112,8 +113,14 @@ def task_key(fn: Callable, args: tuple, kwargs: dict) -> str:
     enc = _Encoder()
     enc.h.update(_KEY_TAG)
     enc.put(b"F", enc.callable_digest(fn))
-    enc.value(tuple(args))
-    enc.value(dict(kwargs))
+    try:
+        enc.value(tuple(args))
+        enc.value(dict(kwargs))
+    except RecursionError:  # a list that contains itself, or nesting deeper than ~900
+        raise SerializationError(
+            f"the arguments of {function_name(fn)!r} cannot be hashed into a cache key: "
+            "an argument contains itself (a self-referencing list or dict) or is nested "
+            "too deeply; pass it in another form, or give the call a cache_key") from None
     for item in enc.unhashed:
         if item not in _WARNED:
             _WARNED.add(item)

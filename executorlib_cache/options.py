@@ -69,6 +69,8 @@ def executor_wide_options(cache_directory: Any, resource_dict: Any, recompute: A
     taken out of it here (``ValueError`` if ``cache_directory`` is given twice and
     differently).  ``recompute`` must be a bool (``TypeError``); ``cache_directory``
     a non-empty path or None (``ValueError``).  Returns the three, normalized."""
+    if resource_dict is not None and not isinstance(resource_dict, dict):
+        raise TypeError(f"resource_dict must be a dict, got {type(resource_dict).__name__}")
     if isinstance(resource_dict, dict) and (
             "recompute" in resource_dict or "cache_directory" in resource_dict):
         resource_dict = dict(resource_dict)

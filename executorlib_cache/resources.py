@@ -168,6 +168,14 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
     for name in ("partition", "queue", "cwd"):
         if name in merged and not isinstance(merged[name], str):
             raise ValueError(f"resource_dict[{name!r}] must be a str, got {merged[name]!r}")
+    for name in ("partition", "queue"):  # one word of a #SBATCH / flux option line
+        if name in merged and not re.fullmatch(r"[A-Za-z0-9_.,:+=@-]+", merged[name]):
+            raise ValueError(f"resource_dict[{name!r}] must be a partition or queue name "
+                             f"(letters, digits and _.,:+=@-, no spaces or line breaks), "
+                             f"got {merged[name]!r}")
+    if "cwd" in merged and any(c in merged["cwd"] for c in "\n\r\0"):
+        raise ValueError(f"resource_dict['cwd'] must not contain a line break or NUL, got "
+                         f"{merged['cwd']!r}")
     if "partition" in merged and "queue" in merged and merged["partition"] != merged["queue"]:
         raise ValueError(f"resource_dict has partition={merged['partition']!r} and "
                          f"queue={merged['queue']!r}: they name the same thing, give one")
@@ -181,6 +189,10 @@ def merge_resources(defaults: dict[str, Any] | None, per_call: dict[str, Any] | 
         a = merged["slurm_cmd_args"]
         if not isinstance(a, (list, tuple)) or not all(isinstance(x, str) for x in a):
             raise ValueError(f"resource_dict['slurm_cmd_args'] must be a list of str, got {a!r}")
+        bad = [x for x in a if any(c in x for c in "\n\r\0")]
+        if bad:  # each becomes one line of the job script: a line break would add a command
+            raise ValueError(f"resource_dict['slurm_cmd_args'] items are sbatch options, one "
+                             f"line each: no line breaks or NUL, got {bad!r}")
         merged["slurm_cmd_args"] = list(a)
     if "cache_key" in merged:
         validate_cache_key(merged["cache_key"])

@@ -10,6 +10,7 @@ a future returns or the exception it raises (with the remote traceback as
 from __future__ import annotations
 
 import pickle
+import threading
 import traceback
 from typing import Any
 
@@ -23,6 +24,38 @@ PROTOCOL = 5
 def dumps(obj: Any) -> bytes:
     """cloudpickle with protocol 5 (functions of ``__main__`` by value)."""
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+_loading_call = threading.local()
+
+
+def loads_call(payload: bytes) -> Any:
+    """Unpickle a call in a worker or runner.  Unpickling imports the function's
+    module; while it does, :func:`loading_call` is true, so that an executor that
+    module's top-level code creates fails at once (:class:`RuntimeError`) instead of
+    waiting on the very call being loaded -- the hang ``multiprocessing`` prevents
+    with its ``if __name__ == "__main__"`` rule."""
+    _loading_call.active = True
+    try:
+        return loads(payload)
+    finally:
+        _loading_call.active = False
+
+
+def loading_call() -> bool:
+    """True while this thread unpickles a call (:func:`loads_call`)."""
+    return getattr(_loading_call, "active", False)
+
+
+def refuse_executor_while_loading_call() -> None:
+    """Raise :class:`RuntimeError` when an executor is made during :func:`loads_call`
+    (a worker importing a module whose top-level code runs an executor)."""
+    if loading_call():
+        raise RuntimeError(
+            "an executor was created while a worker was importing the module of a call "
+            "(its top-level code makes an executor, and would wait on the call being "
+            "loaded): put that code under `if __name__ == \"__main__\":` or in a "
+            "function, and import the module's functions from there")
 
 
 def loads(data: bytes) -> Any:

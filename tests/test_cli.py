@@ -490,3 +490,16 @@ def test_rm_keys_and_all_is_an_error(store: Store) -> None:
     key = make_entry(store, "done")
     assert "not both" in one_line_error(xcache(store, "rm", key, "--all", "--yes"))
     assert keys_of(ls_json(store)) == [key]
+
+
+def test_a_cache_of_a_newer_format_is_one_error_line(tmp_path: Path) -> None:
+    """Regression: ``xcache ls`` on a cache written by a newer version printed a
+    traceback; it is one ``xcache: error`` line naming the format, exit code 1."""
+    cache = tmp_path / "newer"
+    cache.mkdir()
+    (cache / ".format").write_text('{"format": 99}')
+    for cmd in (["ls"], ["stats"]):
+        r = subprocess.run([sys.executable, "-m", "executorlib_cache", "--cache-dir",
+                            str(cache), *cmd], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "xcache: error" in r.stderr and "format 99" in r.stderr, r.stderr

@@ -211,3 +211,59 @@ def test_a_result_this_process_cannot_unpickle_is_named_and_kept(tmp_path: Path)
     assert key in str(exc) and "only_here_mod" in str(exc) and "intact" in str(exc)
     assert isinstance(exc.__cause__, ModuleNotFoundError)
     assert [e["status"] for e in list_cache(tmp_path / "c")] == ["done"]  # kept
+
+
+def test_a_self_referencing_argument_is_a_clear_error(tmp_path: Path) -> None:
+    """Regression: ``l = []; l.append(l)`` as an argument gave a RecursionError with a
+    thousand-frame traceback; now a SerializationError at submit(), and the executor
+    stays usable."""
+    loop: list[Any] = []
+    loop.append(loop)
+    ring: dict[str, Any] = {}
+    ring["self"] = ring
+    with SingleNodeExecutor(cache_directory=tmp_path / "c") as exe:
+        for arg in (loop, ring):
+            with pytest.raises(SerializationError, match="contains itself"):
+                exe.submit(len, arg)
+        assert exe.submit(len, [1, 2]).result(timeout=30) == 2
+
+
+def test_an_executor_made_while_a_worker_imports_a_call_is_refused(tmp_path: Path) -> None:
+    """Regression: a module whose top-level code runs an executor, imported by a
+    script: the worker imports the module to unpickle the call, makes a second
+    executor there, and waited on the very call it was loading -- forever, its
+    worker outliving the killed driver.  Now the call fails at once saying why."""
+    (tmp_path / "topmod.py").write_text(
+        "from executorlib_cache import SingleNodeExecutor\n"
+        "def sq(x):\n    return x * x\n"
+        f"with SingleNodeExecutor(max_workers=1, cache_directory={str(tmp_path / 'c')!r})"
+        " as exe:\n    print(exe.submit(sq, 3).result(timeout=30))\n")
+    (tmp_path / "drv.py").write_text("import topmod\n")
+    r = subprocess.run([sys.executable, "drv.py"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=90,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode != 0, r.stdout
+    assert "RuntimeError" in r.stderr and '__name__ == "__main__"' in r.stderr, r.stderr
+
+
+def _exits(code: int) -> None:
+    sys.exit(code)
+
+
+def _generator_exit() -> None:
+    raise GeneratorExit("raised on purpose")
+
+
+def test_sys_exit_in_a_function_is_its_own_failure_not_a_dead_worker(tmp_path: Path) -> None:
+    """Regression: ``sys.exit(3)`` inside the function was reported as
+    ``TaskDiedError: worker ... exited with code 3``.  It is the function's own
+    exception, as with ProcessPoolExecutor: ``SystemExit(3)`` (and GeneratorExit
+    likewise), recorded with reason ``raised``; the worker lives on."""
+    with SingleNodeExecutor(cache_directory=tmp_path / "c", max_workers=1) as exe:
+        fut = exe.submit(_exits, 3)
+        exc = fut.exception(timeout=30)
+        assert isinstance(exc, SystemExit) and exc.code == 3, repr(exc)
+        gen = exe.submit(_generator_exit).exception(timeout=30)
+        assert isinstance(gen, GeneratorExit), repr(gen)
+        assert exe.submit(len, "abc").result(timeout=30) == 3
+    assert describe(tmp_path / "c", fut.key)["reason"] == "raised"

@@ -136,6 +136,10 @@ class LocalBackend(Backend):
                 "for scheduler resources)")
         if self.strict and self.cost(resources) > self.budget:
             raise ValueError(TOO_MANY_CORES)
+        cwd = resources.get("cwd")
+        if cwd and not os.path.isdir(cwd):  # on this machine, so it can be checked now
+            raise ValueError(f"resource_dict['cwd'] must be an existing directory on this "
+                             f"machine, got {cwd!r}")
         if resources.cores > 1:
             if importlib.util.find_spec("mpi4py") is None:
                 raise ImportError(

@@ -30,7 +30,7 @@ from ..deps import resolve_refs
 from ..errors import SerializationError, UpstreamFailedError
 from ..resources import Resources
 from ..schedulers import NAMES, dialect
-from ..serialization import dumps, dumps_exception, loads
+from ..serialization import dumps, dumps_exception, loads, loads_call
 from ..store import Store
 
 THREAD_VARS = (
@@ -128,7 +128,7 @@ class _NotRun(Exception):
 def _call(store: Store, payload: bytes, meta: dict[str, Any]) -> tuple[Any, Any]:
     """``(fn, fn(*args, **kwargs))`` with upstream values loaded from the cache."""
     try:
-        fn, args, kwargs = loads(payload)
+        fn, args, kwargs = loads_call(payload)
     except Exception as e:  # e.g. its module is not importable on this node: keep its
         # type (code may catch ImportError), say where and why in a note
         if hasattr(e, "add_note"):
@@ -152,7 +152,7 @@ def _call(store: Store, payload: bytes, meta: dict[str, Any]) -> tuple[Any, Any]
     with task_environment(resources, meta.get("argv")):
         try:
             return fn, fn(*args, **kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit, GeneratorExit) as exc:
             if resources.get("error_log_file"):
                 append_error_log(resources["error_log_file"], fn, args, kwargs, exc)
             raise
@@ -242,9 +242,9 @@ def run_entry(
     except _NotRun as exc:
         status = "failed"
         out, extra = failure(exc.cause, not_run=True)
-    except Exception as exc:  # the function raised: that is data, not a crash
-        status = "failed"
-        out, extra = failure(exc)
+    except (Exception, SystemExit, GeneratorExit) as exc:  # the function raised: data,
+        status = "failed"  # not a crash (sys.exit() in a function is its own failure;
+        out, extra = failure(exc)  # KeyboardInterrupt stays a signal: Ctrl-C stops all)
     finished = time.time()
     meta = {**info, **extra, "started": started, "finished": finished,
             "runtime": finished - started}

@@ -46,6 +46,14 @@ BAD_RESOURCES = [
     ({"exclusive": "yes"}, ValueError, "exclusive"),
     ({"slurm_cmd_args": "--qos=high"}, ValueError, "slurm_cmd_args"),
     ({"slurm_cmd_args": [1]}, ValueError, "slurm_cmd_args"),
+    # each becomes a line of the job script: a line break would add a shell command
+    ({"slurm_cmd_args": ["--nice=5\ntouch INJECTED"]}, ValueError, "no line breaks"),
+    ({"partition": "debug\ntouch INJECTED"}, ValueError, "partition or queue name"),
+    ({"partition": "a b"}, ValueError, "no spaces"),
+    ({"queue": "q;rm"}, ValueError, "partition or queue name"),
+    ({"cwd": "/tmp/a\nb"}, ValueError, "line break"),
+    ({"cwd": "/nonexistent/dir"}, ValueError, "existing directory"),  # local: checked now
+    ({"cwd": "/etc/passwd"}, ValueError, "existing directory"),
     ({"cache_key": 123}, TypeError, "cache_key must be a str"),
     ({"cache_key": "x" * 201}, ValueError, "invalid cache_key"),
     ({"cache_key": "-lead"}, ValueError, "invalid cache_key"),
