@@ -41,6 +41,7 @@ for all such entries) reports the job ended or no longer knows it.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import warnings
 from collections.abc import Iterable
@@ -303,7 +304,6 @@ class ClaimView:
     owner: dict[str, Any] | None
     runner_host: str | None = None
     runner_pid: int | None = None
-    pool: str | None = None  # a packed call's pool queue (``max_workers=K`` on a cluster)
 
     @classmethod
     def read(cls, store: Store, key: str) -> ClaimView:
@@ -314,11 +314,9 @@ class ClaimView:
             run = {}
         pid = run.get("pid")
         owner = job.get("owner")
-        pool = job.get("pool")
         return cls(key, job.get("backend"), job.get("job_id"),
                    owner if isinstance(owner, dict) else None,
-                   run.get("host"), pid if isinstance(pid, int) else None,
-                   pool if isinstance(pool, str) else None)
+                   run.get("host"), pid if isinstance(pid, int) else None)
 
     @property
     def scheduled(self) -> bool:
@@ -346,7 +344,7 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
 
     owners: dict[tuple[Any, ...], bool] = {}
     by_backend: dict[str, list[ClaimView]] = {}
-    queued: dict[tuple[str, str], list[ClaimView]] = {}  # tickets of a dead driver's pool
+    queued: list[ClaimView] = []  # a dead driver's calls that may wait in a pool queue
     lost: dict[str, str] = {}
     for v in views:
         if v.scheduled:
@@ -362,8 +360,8 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
         who = f"{o.get('host')}:{o.get('pid')}" if v.owner else "unknown"
         runner = f"; runner {v.runner_host}:{v.runner_pid} is gone" if v.runner_pid else ""
         lost[v.key] = f"owner process {who} is gone{runner}"
-        if v.pool and v.backend in ("slurm", "flux"):
-            queued.setdefault((str(v.backend), v.pool), []).append(v)
+        if v.backend in ("slurm", "flux"):  # perhaps a ticket in a pool queue
+            queued.append(v)
     if not check_scheduler:
         return lost
     _pools_still_serving(store, queued, lost)
@@ -382,30 +380,41 @@ def lost_reasons(store: Store, views: Iterable[ClaimView], check_scheduler: bool
     return lost
 
 
-def _pools_still_serving(store: Store, queued: dict[tuple[str, str], list[ClaimView]],
-                         lost: dict[str, str]) -> None:
+def _pools_still_serving(store: Store, queued: list[ClaimView], lost: dict[str, str]
+                         ) -> None:
     """A dead driver's queued tickets are not lost while a worker job of their pool
-    still runs (it drains the queue): one status call per backend for the worker
-    jobs named in each ``pool.json``."""
-    from .pool_queue import pools
+    still runs (it drains the queue).  The pool of a ticket is found by listing the
+    cache's pool queues (a first attempt's claim is the one ``submit()`` wrote, with
+    no pool in it); one status call per backend for the worker jobs named in each
+    ``pool.json``."""
+    from .pool_queue import is_ticket, pools, ticket_key
     from .schedulers import commands
 
-    for backend in sorted({b for b, _ in queued}):
-        ids = {p.name: [str(j) for j in (info.get("workers") or {}).values() if j]
-               for p, info in pools(store.root, backend)}
-        wanted = sorted({j for (b, pool), _ in queued.items() if b == backend
-                         for j in ids.get(pool, [])})
+    for backend in sorted({str(v.backend) for v in queued}):
+        wanted_keys = {v.key for v in queued if v.backend == backend}
+        ids: dict[str, list[str]] = {}  # pool -> its worker job ids
+        waiting: dict[str, str] = {}  # key -> pool whose queue holds its ticket
+        for p, info in pools(store.root, backend):
+            ids[p.name] = [str(j) for j in (info.get("workers") or {}).values() if j]
+            try:
+                names = os.listdir(p)
+            except OSError:
+                continue
+            for n in names:
+                if is_ticket(n) and (k := ticket_key(n)) in wanted_keys:
+                    waiting[k] = p.name
+        wanted = sorted({j for pool in set(waiting.values()) for j in ids.get(pool, [])})
         if not wanted:
             continue
         try:
             states = commands.job_states(backend, wanted)
         except Exception:  # noqa: BLE001 -- cannot ask: keep the owner-gone verdict
             continue
-        for (b, pool), views in queued.items():
-            alive = [j for j in ids.get(pool, []) if (st := states.get(j)) and st.active]
-            if b == backend and alive:
-                for v in views:
-                    lost.pop(v.key, None)
+        serving = {pool for pool, jobs in ids.items()
+                   if any((st := states.get(j)) is not None and st.active for j in jobs)}
+        for key, pool in waiting.items():
+            if pool in serving:
+                lost.pop(key, None)
 
 
 __all__ = [

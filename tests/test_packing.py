@@ -574,8 +574,9 @@ def test_a_dead_drivers_queued_ticket_is_not_lost_while_a_worker_job_runs(
             {"backend": "slurm", "pool": "p1", "owner": owner, "workers": {"w1": job}}))
         key = "f-v1-" + "2" * 32
         store.write_task(key, b"call", {})
+        # the claim submit() wrote: a first attempt's ticket reuses it (no pool in it)
         claim = {"backend": "slurm", "job_id": None, "owner": owner,
-                 "submitted": time.time(), "pool": "p1"}
+                 "submitted": time.time()}
         store.write_claim(key, claim)
         (qdir / ticket_name(0, claim_token(claim), key)).touch()
         wait_for(lambda: job in subprocess.run(["squeue", "-h", "-o", "%i"],

@@ -72,7 +72,6 @@ class Entry:
     owner: dict[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
-    pool: str | None = None  # a packed call's pool queue (claim field ``pool``)
 
     def row(self) -> dict[str, Any]:
         """The public fields (:data:`FIELDS`, in that order) as a new dict."""
@@ -335,7 +334,6 @@ def _take_claim(e: Entry, job: dict[str, Any]) -> None:
     e.dependencies = e.dependencies or _deps(job.get("upstream_keys"))
     owner = job.get("owner")
     e.owner = owner if isinstance(owner, dict) else None
-    e.pool = _text(job.get("pool"))
     e.started = _num(job.get("started"))
     run = job.get("runner")
     if isinstance(run, dict):
@@ -484,7 +482,7 @@ def _can_fork() -> bool:
 # ---------------------------------------------------------------- lost entries
 def _view(e: Entry) -> claims.ClaimView:
     return claims.ClaimView(e.key, e.backend or "local", e.job_id, e.owner, e.runner_host,
-                            e.runner_pid, e.pool)
+                            e.runner_pid)
 
 
 def _mark_lost(scanner: _Scanner, entries: list[Entry], check_scheduler: bool) -> None:
