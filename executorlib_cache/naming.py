@@ -49,18 +49,28 @@ def digest(key: str) -> bytes:
 
 
 def split_name(name: str) -> tuple[str, str] | None:
-    """``(key, kind)`` of a file name in a shard, or None (temp files, strangers)."""
+    """``(key, kind)`` of a file name in a shard, or None (temp files, strangers:
+    a name that :func:`encode_key` cannot have produced, such as ``%ZZ.h5`` or
+    ``a@b.h5``, is nobody's entry)."""
     if name.startswith("."):
         return None
-    if name.endswith("@failed.h5"):
-        return decode_key(name[:-10]), FAILED
-    if name.endswith("@task.h5"):
-        return decode_key(name[:-8]), TASK
-    if name.endswith("@claim"):
-        return decode_key(name[:-6]), CLAIM
-    if name.endswith(".h5") and "@" not in name:
-        return decode_key(name[:-3]), DONE
-    return None
+    for kind in (FAILED, TASK, CLAIM, DONE):
+        if name.endswith(SUFFIX[kind]):
+            enc = name[:-len(SUFFIX[kind])]
+            break
+    else:
+        return None
+    if not enc or "@" in enc:
+        return None
+    if "%" not in enc:
+        return enc, kind
+    key = decode_key(enc)
+    return (key, kind) if encode_key(key) == enc else None
+
+
+def shard_of(key: str) -> str:
+    """The shard directory name (``"00"``..``"ff"``) a key's files live in."""
+    return f"{digest(key)[0]:02x}"
 
 
 

@@ -57,6 +57,7 @@ from .naming import (
     decode_key,
     digest,
     encode_key,
+    shard_of,
     split_name,
     status_of,
     summary_of,
@@ -202,12 +203,12 @@ class Store:
     # ------------------------------------------------------------------ paths
     def shard_of(self, key: str) -> str:
         """``<cache>/<hh>``: the shard directory of a key."""
-        return f"{self._root}/{digest(key)[0]:02x}"
+        return f"{self._root}/{shard_of(key)}"
 
     def path_of(self, key: str, kind: str) -> str:
         """``<cache>/<hh>/<enc><suffix>``: the file of one ``kind`` (``done``,
         ``failed``, ``claim``, ``task``) of an entry."""
-        return f"{self._root}/{digest(key)[0]:02x}/{encode_key(key)}{SUFFIX[kind]}"
+        return f"{self._root}/{shard_of(key)}/{encode_key(key)}{SUFFIX[kind]}"
 
     def job_dir(self, key: str) -> str:
         """``<cache>/.jobs/<enc>``: a batch job's script and stdout/stderr."""
@@ -511,8 +512,8 @@ class Store:
             found: dict[str, dict[str, os.DirEntry[str]]] = {}
             with it:
                 for d in it:
-                    parsed = split_name(d.name)
-                    if parsed is not None:
+                    parsed = split_name(d.name)  # (a file in a shard not its own: a stranger)
+                    if parsed is not None and shard_of(parsed[0]) == shard:
                         found.setdefault(parsed[0], {})[parsed[1]] = d
             if v1:
                 seen.update(found)

@@ -196,3 +196,45 @@ def test_two_threads_reading_entries_at_once_each_get_their_own(tmp_path: Path) 
     for t in threads:
         t.join()
     assert not wrong, wrong[:5]
+
+
+@pytest.mark.timeout(60)
+def test_names_no_key_encodes_to_are_not_entries(tmp_path: Path) -> None:
+    """A file in a shard whose name ``encode_key`` cannot have produced (``%ZZ.h5``,
+    a raw ``@``, a ``%2E`` that is not leading), or an entry file copied into a
+    shard its key does not hash to, is nobody's entry: ``xcache ls``, ``stats``
+    and ``rm --all`` leave it alone instead of listing a key that maps elsewhere."""
+    import shutil
+
+    from executorlib_cache.naming import SUFFIX, encode_key, split_name
+
+    for key in ("plain", "a/b@c%d", ".hidden", "100%", "%2F", "x" * 200):
+        for kind, suffix in SUFFIX.items():
+            assert split_name(encode_key(key) + suffix) == (key, kind)
+    for stranger in ("%ZZ.h5", "a@b.h5", "a%2Eb.h5", "%2f.h5", "@claim", ".h5",
+                     "x%2.h5", "x@y@claim", "notes.txt"):
+        assert split_name(stranger) is None, stranger
+
+    cache = tmp_path / "cache"
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        assert exe.submit(square, 7, resource_dict={"cache_key": "real"}).result(
+            timeout=30) == 49
+    real = entry_path(cache, "real")
+    other = next(d for d in sorted(cache.iterdir()) if d.is_dir()
+                 and len(d.name) == 2 and d != real.parent)
+    shutil.copy(real, other / real.name)  # the right name in the wrong shard
+    for stranger in ("%ZZ.h5", "a@b.h5", "a%2Eb@claim"):
+        shutil.copy(real, real.parent / stranger)
+    assert [e["key"] for e in catalog.list_cache(cache)] == ["real"]
+    ls = subprocess.run([sys.executable, "-m", "executorlib_cache", "--cache-dir",
+                         str(cache), "ls", "--json"], capture_output=True, text=True,
+                        timeout=60)
+    assert ls.returncode == 0, ls.stderr
+    assert [e["key"] for e in json.loads(ls.stdout)] == ["real"]
+    rm = subprocess.run([sys.executable, "-m", "executorlib_cache", "--cache-dir",
+                         str(cache), "rm", "--all", "--yes"], capture_output=True,
+                        text=True, timeout=60)
+    assert rm.returncode == 0, rm.stderr + rm.stdout
+    assert not real.exists()
+    left = sorted(p.name for p in cache.glob("??/*"))
+    assert left == sorted(["%ZZ.h5", "a@b.h5", "a%2Eb@claim", real.name]), left
