@@ -34,10 +34,34 @@ from .fileio import read_h5, read_json_file
 V1_FILES = ("task.h5", "task.json", "job.json", "started.json", "result.h5", "error.h5",
             "outcome.json")
 _warned: set[str] = set()
+_warned_format: set[str] = set()
 
 
 def _is_shard(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
+
+
+def read_format(root: str, version: int) -> dict[str, Any] | None:
+    """``<root>/.format`` as ``{"format": int, "v1_entries": bool}``, or None: a new
+    directory or a format-1 cache (no file), or a damaged file -- warned about, and
+    then rewritten by the store (the shards and entries are what they were; only
+    ``v1_entries`` is worked out again).  Raises :class:`CorruptEntryError` for a
+    cache of a newer format than ``version``."""
+    path = f"{root}/.format"
+    info = read_json_file(path)
+    if info is None or not isinstance(info.get("format"), int) \
+            or isinstance(info["format"], bool):
+        if os.path.lexists(path) and root not in _warned_format:
+            _warned_format.add(root)
+            warnings.warn(f"{path} is damaged (want a JSON object such as "
+                          f'{{"format": {version}, "v1_entries": false}}): rewritten from '
+                          "what the cache holds", stacklevel=4)
+        return None
+    if info["format"] > version:
+        raise CorruptEntryError(f"{root} is a cache of format {info['format']}; this "
+                                f"version of executorlib_cache reads <= {version} "
+                                "(upgrade it)")
+    return info
 
 
 def v1_entry_names(root: str) -> list[str]:

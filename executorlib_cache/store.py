@@ -175,14 +175,8 @@ class Store:
         self._lockfile = lock_file(f"{self._root}/.lock", self.file_mode, revalidate=True)
 
     def format_info(self) -> dict[str, Any] | None:
-        """``.format`` of this cache, or None (a new directory, or a format-1 cache)."""
-        info = read_json_file(f"{self._root}/.format")
-        if info is not None and isinstance(info.get("format"), int) \
-                and info["format"] > FORMAT_VERSION:
-            raise CorruptEntryError(f"{self.root} is a cache of format {info['format']}; "
-                                    f"this version of executorlib_cache reads <= "
-                                    f"{FORMAT_VERSION} (upgrade it)")
-        return info
+        """``.format`` of this cache, or None (:func:`legacy.read_format`)."""
+        return legacy.read_format(self._root, FORMAT_VERSION)
 
     @property
     def has_v1_entries(self) -> bool:

@@ -238,3 +238,28 @@ def test_names_no_key_encodes_to_are_not_entries(tmp_path: Path) -> None:
     assert not real.exists()
     left = sorted(p.name for p in cache.glob("??/*"))
     assert left == sorted(["%ZZ.h5", "a@b.h5", "a%2Eb@claim", real.name]), left
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("garbage", [b"", b"\x00garbage", b"[2]", b'{"format": "2"}',
+                                     b'{"format": true}', b'{"v1_entries": false}'])
+def test_a_damaged_format_file_is_warned_about_and_rewritten(tmp_path: Path,
+                                                              garbage: bytes) -> None:
+    """``.format`` that is not ``{"format": <int>, ...}`` (a truncated copy, a user's
+    edit) is named in a warning and rewritten from what the cache holds; the
+    finished entries stay hits and nothing runs again."""
+    cache = tmp_path / "cache"
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        assert exe.submit(square, 3).result(timeout=30) == 9
+    [before] = catalog.list_cache(cache)
+    (cache / ".format").write_bytes(garbage)
+    with pytest.warns(UserWarning, match=r"\.format is damaged"):
+        with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+            fut = exe.submit(square, 3)
+            assert fut.result(timeout=30) == 9
+            assert fut.done()
+    assert json.loads((cache / ".format").read_text()) == {"format": 2,
+                                                           "v1_entries": False}
+    [entry] = catalog.list_cache(cache)
+    assert entry["status"] == "done" and entry["finished"] == before["finished"]
+    assert catalog.get_cache_data(cache)[0]["output"] == 9
