@@ -148,7 +148,8 @@ class Store:
             self._v1 = bool(info.get("v1_entries"))
         except OSError as e:
             raise PermissionError(
-                f"cache directory {self.root} cannot be created: {e.strerror or e}"
+                f"cache directory {self.root} cannot be created: "
+                f"{fileio.cannot_create_reason(self.root, e)}"
             ) from e
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise PermissionError(f"cache directory {self.root} is not writable")

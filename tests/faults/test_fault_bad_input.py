@@ -95,6 +95,9 @@ def test_bad_executor_arguments(tmp_path):
     a_file.write_text("x")
     cases = [
         ({"cache_directory": a_file / "sub"}, OSError, "cannot be created|Not a directory"),
+        # the cause named, not mkdir's "No such file or directory" in /proc
+        ({"cache_directory": "/proc/xcache-test/c"}, PermissionError,
+         r"/proc is on a proc file system, the kernel's own state"),
         ({"cache_directory": str(tmp_path / "nul\0byte")}, ValueError, "null"),
         ({"max_workers": True}, ValueError, "max_workers"),
         ({"max_workers": -1}, ValueError, "max_workers"),

@@ -134,6 +134,8 @@ def test_read_only_cache(tmpfs, tmp_path, counts):
     try:
         with pytest.raises(PermissionError, match="not writable"):
             SingleNodeExecutor(cache_directory=cache)
+        with pytest.raises(PermissionError, match="on a file system mounted read-only"):
+            SingleNodeExecutor(cache_directory=fs.path / "new" / "cache")
     finally:
         fs.writable()
     no_debris(cache)
