@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SerializationError
+from .errors import SerializationError, UpstreamFailedError
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,21 @@ def inline_futures(obj: Any, which: list[Future]) -> Any:
         return x
 
     return _map_leaves(obj, leaf)
+
+
+def failed_key(futures: list[Future]) -> str:
+    """The key of the first failed or cancelled future of ``futures`` (the one a
+    dependent's ``UpstreamFailedError`` names).  A future without a key -- a call of
+    another cache never submitted, because its own upstream failed -- is named by
+    the upstream it names; ``"?"`` when none has a key."""
+    for f in futures:
+        if f.done() and (f.cancelled() or f.exception() is not None):
+            key = getattr(f, "key", "")
+            exc = None if f.cancelled() else f.exception()
+            if not key and isinstance(exc, UpstreamFailedError):
+                key = exc.upstream_key
+            return key or "?"
+    return "?"
 
 
 def inline_done_futures(obj: Any, pending_message: str) -> Any:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import cloudpickle
 
-from . import claims
+from . import claims, deps
 from ._version import __version__
 from .backends.base import Backend, Task
 from .backends.local import LocalBackend
@@ -260,8 +260,7 @@ class BaseExecutor(Executor):
                 args, kwargs = inline_futures((args, kwargs), foreign)
             except BaseException as e:
                 failed = CacheFuture("")
-                failed.set_exception(UpstreamFailedError.because(
-                    getattr(foreign[0], "key", "?"), e))
+                failed.set_exception(UpstreamFailedError.because(deps.failed_key(foreign), e))
                 return failed
         passed = (args, kwargs)  # as given, futures included (the exported workflow)
         if self._disable_dependencies:
@@ -272,20 +271,20 @@ class BaseExecutor(Executor):
                 rejected = CacheFuture("")
                 rejected.set_exception(e)
                 return rejected
-        deps: dict[str, Any] = {}
-        args = replace_futures(args, deps)
-        kwargs = replace_futures(kwargs, deps)
+        upstreams: dict[str, Any] = {}
+        args = replace_futures(args, upstreams)
+        kwargs = replace_futures(kwargs, upstreams)
         key = resources.pop("cache_key", None) or _key_of(fn, args, kwargs)
         future = CacheFuture(key)
         future.cache_root = str(self._store.root)
-        self._observe(future, fn, deps)
+        self._observe(future, fn, upstreams)
         if self._workflow is not None:
             self._workflow.add(future, fn, *passed)
         recompute = recompute and key not in self._recomputed
         if not recompute and self._resolve_from_cache(future):
             return future
         payload = dumps_call(fn, args, kwargs)
-        meta = self._task_meta(key, fn, args, kwargs, resources, list(deps), len(payload))
+        meta = self._task_meta(key, fn, args, kwargs, resources, list(upstreams), len(payload))
         try:
             mode = claims.claim(self._store, key, self._backend, payload, meta,
                                 recompute=recompute)
@@ -295,7 +294,7 @@ class BaseExecutor(Executor):
             future._on_cancel = self._poller.cancel
             if not self._poller.started:
                 self._heartbeat.start()
-            self._poller.put(Task(key, [future], payload, resources, deps,
+            self._poller.put(Task(key, [future], payload, resources, upstreams,
                                   attached=(mode == "attached"), meta=meta))
         except BaseException:
             # a Ctrl-C (or any error) between the claim and the hand-over: give the

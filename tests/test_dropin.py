@@ -482,6 +482,29 @@ def test_per_call_cache_directory(tmp_path: Path) -> None:
         assert b2.result(timeout=30) == 3 and b2.cached
 
 
+@pytest.mark.timeout(60)
+def test_a_failed_upstream_of_another_cache_is_named_by_its_key(tmp_path: Path) -> None:
+    """A dependent on futures of another cache names the one that failed (not the
+    first future it was given), its root cause, and through a call of a third cache
+    that never got a key, still the failed call's key."""
+    with SingleNodeExecutor(cache_directory=tmp_path / "c1", max_workers=1) as one, \
+            SingleNodeExecutor(cache_directory=tmp_path / "c2", max_workers=1) as two, \
+            SingleNodeExecutor(cache_directory=tmp_path / "c3", max_workers=1) as three:
+        good, bad = one.submit(slow, 1, 0.5), one.submit(boom, 2)
+        middle = two.submit(add, good, bad)  # both still pending: submitted later
+        last = three.submit(add, middle)
+        for fut in (middle, last):
+            with pytest.raises(UpstreamFailedError) as info:
+                fut.result(timeout=30)
+            assert info.value.upstream_key == bad.key, (info.value.upstream_key, bad.key)
+            assert info.value.root_key == bad.key and info.value.root_type == "ValueError"
+            assert bad.key in str(info.value) and good.key not in str(info.value)
+        done_first = two.submit(add, good, bad)  # both already done at submit()
+        with pytest.raises(UpstreamFailedError) as info:
+            done_first.result(timeout=30)
+        assert info.value.upstream_key == bad.key
+
+
 def test_len_bool_info_and_max_workers_as_executorlib(tmp_path):
     exe = SingleNodeExecutor(2, tmp_path / "cache")
     assert len(exe) == 0 and bool(exe) is True  # an idle executor is still truthy
