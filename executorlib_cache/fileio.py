@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from h5py import h5a, h5d, h5f, h5p, h5s, h5t
 
+from . import spans
 from .errors import CorruptEntryError
 
 HOST = socket.gethostname()
@@ -292,8 +293,11 @@ def write_entry(path: Path | str, datasets: list[tuple[bytes, bytes]], meta_json
     path = Path(path)
     block = summary_block(summary) if summary is not None else b""
     if sum(len(p) for _, p in datasets) <= _IMAGE_LIMIT:
-        atomic_write(path, block + _image(datasets, meta_json, sig, format_version,
-                                          len(block)), mode, label, stable)
+        image = _image(datasets, meta_json, sig, format_version, len(block))
+        if summary is not None:  # with the span table: a hit then skips HDF5
+            block, image = _with_spans(block, image, summary, datasets, meta_json, sig,
+                                       format_version)
+        atomic_write(path, block + image, mode, label, stable)
         return
     tmp = _tmp_name(path, stable)
     try:
@@ -318,6 +322,28 @@ def write_entry(path: Path | str, datasets: list[tuple[bytes, bytes]], meta_json
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def _with_spans(block: bytes, image: bytes, summary: dict[str, Any],
+                datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
+                format_version: int) -> tuple[bytes, bytes]:
+    """The user block with :mod:`.spans`' table added, and the image to go with it
+    (rebuilt when the table made the block grow); the block without a table when
+    the parts cannot be located."""
+    parts = {spans.META: meta_json.encode(), **{n.decode(): p for n, p in datasets}}
+    if sig is not None:
+        parts[spans.HMAC] = sig.encode()
+    for _ in range(3):  # the block's size settles at once but for a power of two
+        table = spans.locate(image, len(block), parts)
+        if table is None:
+            break
+        located = summary_block({**summary, spans.FIELD: table})
+        if len(located) == len(block):
+            return located, image
+        block = located
+        image = _image(datasets, meta_json, sig, format_version, len(block))
+    return summary_block(summary), _image(datasets, meta_json, sig, format_version,
+                                          len(summary_block(summary)))
 
 
 def _image(datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
@@ -407,6 +433,9 @@ def read_entry(data: bytes, names: tuple[bytes, ...], with_signature: bool, wher
     metadata operation on the file system.  Datasets of ``names`` that the file
     lacks are left out.  :class:`CorruptEntryError` (naming ``where``) for anything
     that is not a complete entry file."""
+    located = spans.read_located(data, names, with_signature)
+    if located is not None:
+        return located
     skip = userblock_size(data)
     if len(data) <= skip + 8 or data[skip:skip + 8] != _HDF5_SIGNATURE:
         raise CorruptEntryError(f"{where}: not a readable HDF5 file "
@@ -526,55 +555,3 @@ def read_json_file(path: str) -> dict[str, Any] | None:
 
 _JSON_DECODER = json.JSONDecoder()
 
-
-#: file systems of the kernel's own state: no directory a user makes can live there
-VIRTUAL_FS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2",
-                        "debugfs", "tracefs", "securityfs", "configfs", "bpf", "pstore",
-                        "efivarfs", "mqueue", "fusectl", "binfmt_misc", "autofs"})
-
-
-def mount_of(path: str) -> tuple[str, str, set[str]]:
-    """``(mount point, file system type, mount options)`` holding an existing
-    ``path``: the longest matching mount point of ``/proc/self/mounts`` (``("",
-    "", set())`` when that cannot be read)."""
-    best: tuple[str, str, set[str]] = ("", "", set())
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return best
-    real = os.path.realpath(path)
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        mnt = fields[1].encode().decode("unicode_escape")  # \040 is a space
-        inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
-        if inside and len(mnt) >= len(best[0]):
-            best = (mnt, fields[2], set(fields[3].split(",")))
-    return best
-
-
-def cannot_create_reason(path: str | Path, err: OSError) -> str:
-    """Why the directory ``path`` could not be made, for an error message: the
-    nearest existing ancestor and what stops it (a kernel file system such as
-    ``/proc``, a read-only mount, a file in the way, no write permission), then
-    the system's own words (``err.strerror``)."""
-    words = err.strerror or str(err)
-    base = os.path.abspath(path)
-    while not os.path.lexists(base) and base != os.path.dirname(base):
-        base = os.path.dirname(base)
-    mnt, fstype, opts = mount_of(base)
-    place = base if base == mnt else f"{base} (mounted at {mnt})"
-    if fstype in VIRTUAL_FS:
-        why = (f"{place} is on a {fstype} file system, the kernel's own state, which "
-               "holds no user files")
-    elif "ro" in opts:
-        why = f"{place} is on a file system mounted read-only"
-    elif not os.path.isdir(base):
-        why = f"{base} is a file, not a directory"
-    elif not os.access(base, os.W_OK | os.X_OK):
-        why = f"{base} is not writable by this user (uid {os.getuid()})"
-    else:
-        return words
-    return f"{why} ({words}); give a directory on a writable file system"

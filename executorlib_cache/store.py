@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import entryfile, fileio, legacy, usage
+from . import entryfile, fileio, legacy, mounts, usage
 from .errors import CorruptEntryError, TamperedEntryError
 from .fileio import _unlink, atomic_write, read_json_file, secret_from_env
 from .locks import STRIPES, StripeLock, lock_file, stripe_lock
@@ -149,7 +149,7 @@ class Store:
         except OSError as e:
             raise PermissionError(
                 f"cache directory {self.root} cannot be created: "
-                f"{fileio.cannot_create_reason(self.root, e)}"
+                f"{mounts.cannot_create_reason(self.root, e)}"
             ) from e
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise PermissionError(f"cache directory {self.root} is not writable")

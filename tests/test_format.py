@@ -17,11 +17,12 @@ import tarfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import entry_path
 
 from executorlib_cache import SingleNodeExecutor, catalog
-from executorlib_cache.errors import TamperedEntryError
+from executorlib_cache.errors import CorruptEntryError, TamperedEntryError
 from executorlib_cache.store import Store
 
 DATA = Path(__file__).parent / "data"
@@ -263,3 +264,61 @@ def test_a_damaged_format_file_is_warned_about_and_rewritten(tmp_path: Path,
     [entry] = catalog.list_cache(cache)
     assert entry["status"] == "done" and entry["finished"] == before["finished"]
     assert catalog.get_cache_data(cache)[0]["output"] == 9
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("secret", [None, "s3cret"])
+def test_the_span_table_reads_what_hdf5_reads(tmp_path: Path, secret: str | None) -> None:
+    """A file written in memory carries the span table in its user block; reading by
+    the table gives exactly what HDF5 gives for every kind of file, and a file
+    changed in any byte after the user block (here: the meta rewritten in place
+    with h5py) is read through HDF5 again, which then decides."""
+    import h5py
+
+    from executorlib_cache import fileio, spans
+    from executorlib_cache.serialization import dumps
+
+    store = Store(tmp_path / "cache", secret=secret)
+    call = (dumps((square, (4,), {})), {"function": "square"})
+    store.write_task("t", *call)
+    store.write_outcome("d", "done", dumps(16), {}, task=call)
+    store.write_outcome("f", "failed", dumps(KeyError("k")), {}, task=call)
+    names = (b"task", b"result", b"error")
+    for key, kind in (("t", "task"), ("d", "done"), ("f", "failed")):
+        data = Path(store.path_of(key, kind)).read_bytes()
+        by_table = spans.read_located(data, names, secret is not None)
+        assert by_table is not None, kind
+        skip = fileio.userblock_size(data)
+        plain = b"#xcache-entry 2 2\n{}\n".ljust(skip, b" ") + data[skip:]
+        assert spans.read_located(plain, names, True) is None  # no table: HDF5 reads
+        assert by_table == fileio.read_entry(plain, names, secret is not None, kind)
+    assert store.read_hit("d").payload == dumps(16)
+
+    path = Path(store.path_of("d", "done"))
+    with h5py.File(path, "r+", locking=False) as f:  # same length, other content
+        meta = bytes(f.attrs["meta"]).replace(b'"key": "d"', b'"key": "x"')
+        assert b'"key": "x"' in meta
+        del f.attrs["meta"]
+        f.attrs["meta"] = np.bytes_(meta)
+    assert spans.read_located(path.read_bytes(), names, False) is None
+    with pytest.raises((CorruptEntryError, TamperedEntryError)):
+        store.read_hit("d")
+
+
+@pytest.mark.timeout(60)
+def test_a_payload_found_twice_in_the_image_gets_no_table_and_still_reads(
+        tmp_path: Path) -> None:
+    """The writer records a span only for bytes that occur exactly once in the HDF5
+    image; a result equal to the call's bytes occurs twice, so that file has no
+    table and is read through HDF5."""
+    from executorlib_cache import fileio, spans
+    from executorlib_cache.serialization import dumps
+
+    store = Store(tmp_path / "cache")
+    same = dumps("twice")
+    store.write_outcome("k", "done", same, {}, task=(same, {"function": "square"}))
+    data = Path(store.path_of("k", "done")).read_bytes()
+    assert spans.read_located(data, (b"result",), False) is None
+    summary = fileio.read_summary(store.path_of("k", "done"))
+    assert summary is not None and summary["key"] == "k" and spans.FIELD not in summary
+    assert store.read_hit("k").payload == same

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.timeout(60)
 
 #: lowest first; a module may import modules of its own layer or of lower ones
 LAYERS: list[set[str]] = [
-    {"_version", "errors", "resources", "deps", "mpi", "options"},
+    {"_version", "errors", "resources", "deps", "mpi", "options", "mounts"},
     {"serialization", "fingerprint", "hashing", "schedulers.base", "schedulers.slurm",
      "schedulers.flux", "schedulers", "schedulers.commands"},
-    {"fileio", "locks", "naming", "entryfile"},
+    {"fileio", "spans", "locks", "naming", "entryfile"},
     {"store", "liveness", "legacy", "usage"},
     {"claims", "pool_queue"},
     {"compute", "compute.runner", "compute.worker", "compute.pool_worker"},
@@ -43,7 +43,7 @@ LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 #: what the compute side may import from the package (never backends/ or executors)
 COMPUTE_MAY_IMPORT = {"_version", "errors", "resources", "deps", "mpi", "serialization",
                       "schedulers", "schedulers.base", "schedulers.slurm", "schedulers.flux",
-                      "fileio", "locks", "naming", "entryfile", "store", "legacy", "usage",
+                      "fileio", "spans", "mounts", "locks", "naming", "entryfile", "store", "legacy", "usage",
                       "liveness",
                       "claims",
                       "pool_queue", "compute", "compute.runner"}
