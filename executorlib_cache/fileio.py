@@ -231,15 +231,19 @@ SUMMARY_MAGIC = b"#xcache-entry 2 "
 USERBLOCK_MIN = 512
 
 
-def summary_block(summary: dict[str, Any] | None) -> bytes:
-    """The user block: ``#xcache-entry 2 <json bytes>\n<json>\n``, padded with
+def summary_block(summary: dict[str, Any] | None,
+                  table: dict[str, Any] | None = None) -> bytes:
+    """The user block: ``#xcache-entry 2 <json bytes>\n<json>\n``, then with a
+    ``table`` its JSON line (:mod:`.spans`; a listing never reads it), padded with
     spaces to a power of two >= 512 (HDF5's rule for user blocks)."""
     body = json.dumps(summary or {}, default=str, separators=(",", ":")).encode()
     head = SUMMARY_MAGIC + str(len(body)).encode() + b"\n"
+    tail = b"" if table is None else json.dumps(table, separators=(",", ":")).encode() \
+        + b"\n"
     size = USERBLOCK_MIN
-    while size < len(head) + len(body) + 1:
+    while size < len(head) + len(body) + 1 + len(tail):
         size *= 2
-    return (head + body + b"\n").ljust(size, b" ")
+    return (head + body + b"\n" + tail).ljust(size, b" ")
 
 
 @functools.lru_cache(maxsize=8)
@@ -337,7 +341,7 @@ def _with_spans(block: bytes, image: bytes, summary: dict[str, Any],
         table = spans.locate(image, len(block), parts)
         if table is None:
             break
-        located = summary_block({**summary, spans.FIELD: table})
+        located = summary_block(summary, table)
         if len(located) == len(block):
             return located, image
         block = located

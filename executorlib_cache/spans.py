@@ -7,11 +7,12 @@ microseconds.  When an entry file is built in memory (``fileio.write_entry``,
 payloads up to 1 MiB), the writer looks up where HDF5 put the ``meta`` and ``hmac``
 attributes and each dataset -- raw ``uint8`` data and fixed-length strings are
 stored verbatim, so a byte string found exactly once in the image is where it
-lies -- and records it in the summary::
+lies -- and records it in the user block, as one JSON line after the summary
+(so that ``xcache ls``, which reads only the summary, does not pay for it)::
 
-    "at": {"base": <where the HDF5 part starts>,
-           "spans": {"@meta": [offset, length], "@hmac": [...], "result": [...]},
-           "blake2b": "<hex BLAKE2b-128 of the whole HDF5 part>"}
+    {"base": <where the HDF5 part starts>,
+     "spans": {"@meta": [offset, length], "@hmac": [...], "result": [...]},
+     "blake2b": "<hex BLAKE2b-128 of the whole HDF5 part>"}
 
 Offsets count from the start of the file.  The digest covers every byte after the
 user block, so the table holds only for the exact file it was written with: a
@@ -30,8 +31,6 @@ import hashlib
 import json
 from typing import Any
 
-#: the summary field holding the span table
-FIELD = "at"
 #: names of the attributes in the table (datasets go by their own names)
 META, HMAC = "@meta", "@hmac"
 _MAGIC = b"#xcache-entry 2 "
@@ -67,8 +66,11 @@ def read_located(data: bytes, names: tuple[bytes, ...], with_signature: bool
         return None
     nl = data.find(b"\n", 0, 64)
     try:
-        length = int(data[len(_MAGIC):nl])
-        table = json.loads(data[nl + 1:nl + 1 + length]).get(FIELD)
+        start = nl + 1 + int(data[len(_MAGIC):nl]) + 1  # after the summary's line
+        end = data.find(b"\n", start, start + 4096)
+        if end < 0 or data[start:start + 1] != b"{":
+            return None
+        table = json.loads(data[start:end])
         base, spans = table["base"], table["spans"]
         if type(base) is not int or not 0 < base < len(data) \
                 or _digest(memoryview(data)[base:]) != table["blake2b"]:

@@ -43,8 +43,8 @@ LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 #: what the compute side may import from the package (never backends/ or executors)
 COMPUTE_MAY_IMPORT = {"_version", "errors", "resources", "deps", "mpi", "serialization",
                       "schedulers", "schedulers.base", "schedulers.slurm", "schedulers.flux",
-                      "fileio", "spans", "mounts", "locks", "naming", "entryfile", "store", "legacy", "usage",
-                      "liveness",
+                      "fileio", "spans", "mounts", "locks", "naming", "entryfile", "store",
+                      "legacy", "usage", "liveness",
                       "claims",
                       "pool_queue", "compute", "compute.runner"}
 MAX_LINES = 600
