@@ -259,7 +259,7 @@ class BaseExecutor(Executor):
             try:
                 args, kwargs = inline_futures((args, kwargs), foreign)
             except BaseException as e:
-                failed = CacheFuture("")
+                failed = CacheFuture("", str(self._store.root))  # never an entry here
                 failed.set_exception(UpstreamFailedError.because(deps.failed_key(foreign), e))
                 return failed
         passed = (args, kwargs)  # as given, futures included (the exported workflow)
@@ -268,7 +268,7 @@ class BaseExecutor(Executor):
                 args = inline_done_futures(args, DISABLED_DEPENDENCIES)
                 kwargs = inline_done_futures(kwargs, DISABLED_DEPENDENCIES)
             except BaseException as e:  # as executorlib: set on the future, not raised
-                rejected = CacheFuture("")
+                rejected = CacheFuture("", str(self._store.root))
                 rejected.set_exception(e)
                 return rejected
         upstreams: dict[str, Any] = {}
@@ -375,9 +375,9 @@ class BaseExecutor(Executor):
                 "disable_dependencies": self._disable_dependencies, "wait": self._wait,
                 "recompute": self._recompute}
 
-    def _is_foreign(self, f: Any) -> bool:
+    def _is_foreign(self, f: Any) -> bool:  # passed as its value: not an entry here
         root = getattr(f, "cache_root", None)
-        return root is not None and root != str(self._store.root)
+        return root is not None and (root != str(self._store.root) or f.key == "")
 
     def _executor_for(self, directory: str) -> BaseExecutor:
         """An executor like this one on ``directory`` (``resource_dict["cache_directory"]``),
@@ -400,8 +400,7 @@ class BaseExecutor(Executor):
                kwargs: dict, resource_dict: dict[str, Any] | None) -> CacheFuture:
         """Submit once ``pending`` (futures of another cache) are done: a future that
         follows the call submitted then (its ``key`` is set at that moment)."""
-        proxy = CacheFuture("")
-        proxy.cache_root = str(self._store.root)
+        proxy = CacheFuture("", str(self._store.root))
         left = [len(pending)]
         lock = threading.Lock()
 

@@ -367,13 +367,16 @@ def _image(datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
 
 #: entry files up to this size are read whole and parsed in memory (one open)
 READ_WHOLE = 4 << 20
+#: opening for reading never blocks: a FIFO under an entry's name reads as empty (a
+#: damaged entry) instead of hanging ``xcache ls`` or a cache hit; no effect on files
+_READ = os.O_RDONLY | os.O_NONBLOCK
 
 
 def read_bytes(path: str, limit: int | None = None) -> bytes | None:
     """The whole file, with one ``open`` and no ``stat`` (one metadata operation on a
     metadata server); ``FileNotFoundError`` if it is not there.  With ``limit``:
     None when the file is larger (the caller lets HDF5 read only what it needs)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _READ)
     try:
         chunks = []
         total = 0
@@ -399,6 +402,8 @@ def read_entry_file(path: str, names: tuple[bytes, ...], with_signature: bool
         data = read_bytes(path, READ_WHOLE)
     except IsADirectoryError as e:  # a directory under an entry file's name
         raise CorruptEntryError(f"{path}: a directory, not an entry file") from e
+    except BlockingIOError as e:  # a FIFO with a writer (_READ)
+        raise CorruptEntryError(f"{path}: a pipe, not an entry file") from e
     if data is not None:
         return read_entry(data, names, with_signature, path)
     try:
@@ -489,7 +494,7 @@ def read_summary(path: str, dir_fd: int | None = None) -> dict[str, Any] | None:
     resolves one path component instead of three, which on a file system that
     does not cache names (measured with bench/slowfs.py) is two round trips less."""
     try:
-        fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
+        fd = os.open(path, _READ, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -536,7 +541,7 @@ def read_json_file(path: str) -> dict[str, Any] | None:
     of these per entry for 100,000 entries.  (Added for ``catalog``/``xcache``.)
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _READ)
     except OSError:
         return None
     try:

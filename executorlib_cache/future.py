@@ -19,12 +19,12 @@ class CacheFuture(Future):
     ``cancel()`` also withdraws the task from the backend (scancel for jobs).
     """
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, cache_root: str | None = None) -> None:
         super().__init__()
         self.key = key
         #: the cache directory of the entry (set by submit(): a future passed to an
         #: executor on another directory is given as its value)
-        self.cache_root: str | None = None
+        self.cache_root: str | None = cache_root
         #: True when submit() found the result in the cache
         self.cached = False
         self._on_cancel: Callable[[CacheFuture], Any] | None = None

@@ -43,25 +43,28 @@ def _is_shard(name: str) -> bool:
 
 def read_format(root: str, version: int) -> dict[str, Any] | None:
     """``<root>/.format`` as ``{"format": int, "v1_entries": bool}``, or None: a new
-    directory or a format-1 cache (no file), or a damaged file -- warned about, and
-    then rewritten by the store (the shards and entries are what they were; only
-    ``v1_entries`` is worked out again).  Raises :class:`CorruptEntryError` for a
-    cache of a newer format than ``version``."""
+    directory or a format-1 cache (no file), or a damaged file (not such an object,
+    or a format below ``version``: format-1 caches have no ``.format``) -- warned
+    about once; an executor opening the cache then rewrites it (the shards and
+    entries are what they were; only ``v1_entries`` is worked out again).  Raises
+    :class:`CorruptEntryError` for a cache of a newer format than ``version``."""
     path = f"{root}/.format"
     info = read_json_file(path)
-    if info is None or not isinstance(info.get("format"), int) \
-            or isinstance(info["format"], bool):
-        if os.path.lexists(path) and root not in _warned_format:
-            _warned_format.add(root)
-            warnings.warn(f"{path} is damaged (want a JSON object such as "
-                          f'{{"format": {version}, "v1_entries": false}}): rewritten from '
-                          "what the cache holds", stacklevel=4)
-        return None
-    if info["format"] > version:
-        raise CorruptEntryError(f"{root} is a cache of format {info['format']}; this "
+    number = None if info is None else info.get("format")
+    if type(number) is int and number > version:
+        raise CorruptEntryError(f"{root} is a cache of format {number}; this "
                                 f"version of executorlib_cache reads <= {version} "
                                 "(upgrade it)")
-    return info
+    if info is not None and number == version and type(number) is int \
+            and type(info.get("v1_entries", False)) is bool:
+        return info
+    if os.path.lexists(path) and root not in _warned_format:
+        _warned_format.add(root)
+        warnings.warn(f"{path} is damaged (want a JSON object such as "
+                      f'{{"format": {version}, "v1_entries": false}}): the cache is read '
+                      "as it is, and the next executor to open it rewrites the file",
+                      stacklevel=4)
+    return None
 
 
 def v1_entry_names(root: str) -> list[str]:

@@ -37,26 +37,35 @@ def mount_of(path: str) -> tuple[str, str, set[str]]:
     return best
 
 
+def obstacle(path: str) -> str | None:
+    """What keeps an existing ``path`` from holding a cache directory, or None: a
+    kernel file system such as ``/proc``, a read-only mount, a dangling symbolic
+    link, a file in the way, no write permission."""
+    mnt, fstype, opts = mount_of(path)
+    place = path if path == mnt else f"{path} (mounted at {mnt})"
+    if fstype in VIRTUAL_FS:
+        return (f"{place} is on a {fstype} file system, the kernel's own state, which "
+                "holds no user files")
+    if "ro" in opts:
+        return f"{place} is on a file system mounted read-only"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{path} is a symbolic link to {os.readlink(path)!r}, which does not resolve"
+    if not os.path.isdir(path):
+        return f"{path} is a file, not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable by this user (uid {os.getuid()})"
+    return None
+
+
 def cannot_create_reason(path: str | Path, err: OSError) -> str:
     """Why the directory ``path`` could not be made, for an error message: the
-    nearest existing ancestor and what stops it (a kernel file system such as
-    ``/proc``, a read-only mount, a file in the way, no write permission), then
-    the system's own words (``err.strerror``)."""
+    nearest existing ancestor and its :func:`obstacle`, then the system's own words
+    (``err.strerror``)."""
     words = err.strerror or str(err)
     base = os.path.abspath(path)
     while not os.path.lexists(base) and base != os.path.dirname(base):
         base = os.path.dirname(base)
-    mnt, fstype, opts = mount_of(base)
-    place = base if base == mnt else f"{base} (mounted at {mnt})"
-    if fstype in VIRTUAL_FS:
-        why = (f"{place} is on a {fstype} file system, the kernel's own state, which "
-               "holds no user files")
-    elif "ro" in opts:
-        why = f"{place} is on a file system mounted read-only"
-    elif not os.path.isdir(base):
-        why = f"{base} is a file, not a directory"
-    elif not os.access(base, os.W_OK | os.X_OK):
-        why = f"{base} is not writable by this user (uid {os.getuid()})"
-    else:
+    why = obstacle(base)
+    if why is None:
         return words
     return f"{why} ({words}); give a directory on a writable file system"

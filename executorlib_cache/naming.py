@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from .resources import is_entry_key
+
 DONE, FAILED, CLAIM, TASK = "done", "failed", "claim", "task"
 #: file name suffix of each kind of file of an entry
 SUFFIX = {DONE: ".h5", FAILED: "@failed.h5", CLAIM: "@claim", TASK: "@task.h5"}
@@ -51,7 +53,8 @@ def digest(key: str) -> bytes:
 def split_name(name: str) -> tuple[str, str] | None:
     """``(key, kind)`` of a file name in a shard, or None (temp files, strangers:
     a name that :func:`encode_key` cannot have produced, such as ``%ZZ.h5`` or
-    ``a@b.h5``, is nobody's entry)."""
+    ``a@b.h5``, or that decodes to no valid key, such as ``a b.h5``, is nobody's
+    entry)."""
     if name.startswith("."):
         return None
     for kind in (FAILED, TASK, CLAIM, DONE):
@@ -62,10 +65,8 @@ def split_name(name: str) -> tuple[str, str] | None:
         return None
     if not enc or "@" in enc:
         return None
-    if "%" not in enc:
-        return enc, kind
-    key = decode_key(enc)
-    return (key, kind) if encode_key(key) == enc else None
+    key = decode_key(enc) if "%" in enc else enc
+    return (key, kind) if is_entry_key(key) and encode_key(key) == enc else None
 
 
 def shard_of(key: str) -> str:

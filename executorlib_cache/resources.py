@@ -104,6 +104,14 @@ _KEY_PART = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
 _KEY_RE = re.compile(rf"^{_KEY_PART}(/{_KEY_PART})*$")
 
 
+def is_entry_key(key: str) -> bool:
+    """Whether ``key`` is one the store can hold: the :func:`validate_cache_key`
+    grammar (the executor's ``<name>-v1-<32 hex>`` keys follow it), up to 240
+    characters.  A file in a shard whose name decodes to anything else is not an
+    entry."""
+    return len(key) <= 240 and _KEY_RE.match(key) is not None and ".." not in key
+
+
 def validate_cache_key(key: Any) -> str:
     """A cache key names files inside the cache and may not escape it: 1-200
     characters from ``[A-Za-z0-9_.+=-]``, in parts joined by ``/`` (a hierarchical

@@ -14,12 +14,14 @@ lies -- and records it in the user block, as one JSON line after the summary
      "spans": {"@meta": [offset, length], "@hmac": [...], "result": [...]},
      "blake2b": "<hex BLAKE2b-128 of the whole HDF5 part>"}
 
-Offsets count from the start of the file.  The digest covers every byte after the
-user block, so the table holds only for the exact file it was written with: a
-reader (:func:`read_located`) uses it when the digest matches and every span lies
-inside the HDF5 part; anything else -- no table, a damaged user block, a file
-truncated, flipped or changed in place with h5py -- falls back to HDF5, which
-decides whether the file is valid, exactly as without the table.  Hashing a 3 KB
+Offsets count from the start of the file.  The digest covers the table itself
+(``[base, spans]`` as canonical JSON) and every byte after the user block, so the
+table holds only for the exact file it was written with: a reader
+(:func:`read_located`) uses it when the digest matches, ``base`` is where the HDF5
+signature is and every span lies inside the HDF5 part; anything else -- no table,
+a damaged user block or table, a file truncated, flipped or changed in place with
+h5py -- falls back to HDF5, which decides whether the file is valid, exactly as
+without the table.  Hashing a 3 KB
 file costs about 4 us.  The table is an optional field of format 2
 (``docs/format.md``): readers that do not know it ignore it; the signature
 (``entryfile``) covers the same bytes either way.
@@ -36,8 +38,15 @@ META, HMAC = "@meta", "@hmac"
 _MAGIC = b"#xcache-entry 2 "
 
 
-def _digest(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _digest(base: int, spans: dict[str, list[int]], hdf5: bytes | memoryview) -> str:
+    h = hashlib.blake2b(json.dumps([base, spans], sort_keys=True,
+                                   separators=(",", ":")).encode(), digest_size=16)
+    h.update(b"\0")
+    h.update(hdf5)
+    return h.hexdigest()
 
 
 def locate(image: bytes, base: int, parts: dict[str, bytes]) -> dict[str, Any] | None:
@@ -54,7 +63,7 @@ def locate(image: bytes, base: int, parts: dict[str, bytes]) -> dict[str, Any] |
         if at < 0 or image.find(piece, at + 1) >= 0:
             return None
         spans[name] = [base + at, len(piece)]
-    return {"base": base, "spans": spans, "blake2b": _digest(image)}
+    return {"base": base, "spans": spans, "blake2b": _digest(base, spans, image)}
 
 
 def read_located(data: bytes, names: tuple[bytes, ...], with_signature: bool
@@ -72,8 +81,9 @@ def read_located(data: bytes, names: tuple[bytes, ...], with_signature: bool
             return None
         table = json.loads(data[start:end])
         base, spans = table["base"], table["spans"]
-        if type(base) is not int or not 0 < base < len(data) \
-                or _digest(memoryview(data)[base:]) != table["blake2b"]:
+        if type(base) is not int or not start < base < len(data) \
+                or data[base:base + 8] != _HDF5_SIGNATURE or type(spans) is not dict \
+                or _digest(base, spans, memoryview(data)[base:]) != table["blake2b"]:
             return None
         pieces: dict[str, bytes] = {}
         for name, (start, size) in spans.items():

@@ -108,11 +108,11 @@ class Store:
         self.secret: bytes | None = secret if secret is not None else secret_from_env()
         self._v1: bool | None = None  # format-1 entries to read? (from .format, lazily)
         self._lockfile: Any = None
-        if self.root.exists() and not self.root.is_dir():
+        if os.path.exists(self._root) and not os.path.isdir(self._root):
             raise NotADirectoryError(f"cache directory {self.root} exists and is not a directory")
         if create:
             self.prepare()
-        elif create is not None and not self.root.is_dir():
+        elif create is not None and not os.path.isdir(self._root):
             raise FileNotFoundError(f"cache directory {self.root} does not exist")
         elif create is not None:
             self.check_shards()  # never read or write through a symlinked shard
@@ -152,7 +152,8 @@ class Store:
                 f"{mounts.cannot_create_reason(self.root, e)}"
             ) from e
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise PermissionError(f"cache directory {self.root} is not writable")
+            raise PermissionError(f"cache directory {self.root} is not writable: "
+                                  f"{mounts.obstacle(self._root) or 'no write permission'}")
         st = self.root.stat()
         # write access for group/others beyond what dir_mode (option or env) asked for
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) & ~self.dir_mode:

@@ -503,6 +503,20 @@ def test_a_failed_upstream_of_another_cache_is_named_by_its_key(tmp_path: Path) 
         with pytest.raises(UpstreamFailedError) as info:
             done_first.result(timeout=30)
         assert info.value.upstream_key == bad.key
+        # a call failed at submit() is no entry (key ""): passed on, onward to a third
+        # cache or back into its own, it still names the failed call, and each root
+        # its own (regression: all such calls hashed to one key, DependencyRef(""))
+        for root in (bad, one.submit(boom, 3)):
+            root.exception(timeout=30)
+            failed_now = two.submit(add, root)
+            assert failed_now.key == "" and failed_now.exception(timeout=5) is not None
+            for exe in (three, two):
+                with pytest.raises(UpstreamFailedError) as info:
+                    exe.submit(add, failed_now).result(timeout=30)
+                assert (info.value.upstream_key, info.value.root_key) == (root.key, root.key)
+    for cache in ("c2", "c3"):  # nothing was written that names a keyless upstream
+        for entry in executorlib_cache.list_cache(tmp_path / cache):
+            assert "" not in (entry["dependencies"] or []), entry
 
 
 def test_len_bool_info_and_max_workers_as_executorlib(tmp_path):

@@ -209,11 +209,13 @@ def test_names_no_key_encodes_to_are_not_entries(tmp_path: Path) -> None:
 
     from executorlib_cache.naming import SUFFIX, encode_key, split_name
 
-    for key in ("plain", "a/b@c%d", ".hidden", "100%", "%2F", "x" * 200):
+    for key in ("plain", "inc-v1-" + "0" * 32, "project/run1", "a+b=c", "x" * 200):
         for kind, suffix in SUFFIX.items():
             assert split_name(encode_key(key) + suffix) == (key, kind)
     for stranger in ("%ZZ.h5", "a@b.h5", "a%2Eb.h5", "%2f.h5", "@claim", ".h5",
-                     "x%2.h5", "x@y@claim", "notes.txt"):
+                     "x%2.h5", "x@y@claim", "notes.txt",
+                     # names that decode, but to no key the store can hold
+                     "a b.h5", "\u00fc.h5", "-x.h5", "x..y.h5", "a%25b.h5", "%2Ehidden.h5"):
         assert split_name(stranger) is None, stranger
 
     cache = tmp_path / "cache"
@@ -226,6 +228,12 @@ def test_names_no_key_encodes_to_are_not_entries(tmp_path: Path) -> None:
     shutil.copy(real, other / real.name)  # the right name in the wrong shard
     for stranger in ("%ZZ.h5", "a@b.h5", "a%2Eb@claim"):
         shutil.copy(real, real.parent / stranger)
+    for key in ("a b", "-x"):  # decodable names of keys no executor accepts
+        shutil.copy(real, entry_path(cache, key))
+    shutil.copy(real, entry_path(cache, "copy"))  # a valid key: listed, as what it is
+    rows = {e["key"]: (e["status"], e["problem"]) for e in catalog.list_cache(cache)}
+    assert rows == {"real": ("done", None), "copy": ("corrupt", "its file is entry real's")}
+    Store(cache).remove("copy")
     assert [e["key"] for e in catalog.list_cache(cache)] == ["real"]
     ls = subprocess.run([sys.executable, "-m", "executorlib_cache", "--cache-dir",
                          str(cache), "ls", "--json"], capture_output=True, text=True,
@@ -238,12 +246,14 @@ def test_names_no_key_encodes_to_are_not_entries(tmp_path: Path) -> None:
     assert rm.returncode == 0, rm.stderr + rm.stdout
     assert not real.exists()
     left = sorted(p.name for p in cache.glob("??/*"))
-    assert left == sorted(["%ZZ.h5", "a@b.h5", "a%2Eb@claim", real.name]), left
+    assert left == sorted(["%ZZ.h5", "a@b.h5", "a%2Eb@claim", real.name, "a b.h5",
+                           "-x.h5"]), left
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("garbage", [b"", b"\x00garbage", b"[2]", b'{"format": "2"}',
-                                     b'{"format": true}', b'{"v1_entries": false}'])
+                                     b'{"format": true}', b'{"v1_entries": false}',
+                                     b'{"format": 1}', b'{"format": 2, "v1_entries": "no"}'])
 def test_a_damaged_format_file_is_warned_about_and_rewritten(tmp_path: Path,
                                                               garbage: bytes) -> None:
     """``.format`` that is not ``{"format": <int>, ...}`` (a truncated copy, a user's
@@ -293,6 +303,21 @@ def test_the_span_table_reads_what_hdf5_reads(tmp_path: Path, secret: str | None
         assert spans.read_located(plain, names, True) is None  # no table: HDF5 reads
         assert by_table == fileio.read_entry(plain, names, secret is not None, kind)
     assert store.read_hit("d").payload == dumps(16)
+    # a table that lies (result -> the call's bytes; a base in the padding) is not used
+    path = Path(store.path_of("d", "done"))
+    good = path.read_bytes()
+    line = good.split(b"\n")[2]
+    table = json.loads(line)
+    for lie in ({**table, "spans": {**table["spans"], "result": table["spans"]["task"]}},
+                {**table, "base": table["base"] - 64}):
+        forged = json.dumps(lie, separators=(",", ":")).encode()
+        ub = fileio.userblock_size(good)
+        block = good[:ub].replace(line, forged, 1)
+        assert block[ub:].strip(b" ") == b""  # only padding is cut
+        path.write_bytes(block[:ub].ljust(ub, b" ") + good[ub:])
+        assert spans.read_located(path.read_bytes(), names, False) is None
+        assert store.read_hit("d").payload == dumps(16), lie  # what HDF5 reads
+    path.write_bytes(good)
     # the table is not part of the summary: a listing reads and parses no more bytes
     from executorlib_cache.naming import SUMMARY_FIELDS
     summary = fileio.read_summary(store.path_of("d", "done"))
@@ -327,3 +352,25 @@ def test_a_payload_found_twice_in_the_image_gets_no_table_and_still_reads(
     after_summary = nl + 1 + int(data[len(fileio.SUMMARY_MAGIC):nl]) + 1
     assert data[after_summary:fileio.userblock_size(data)].strip(b" ") == b""  # no table
     assert store.read_hit("k").payload == same
+
+
+@pytest.mark.timeout(90)
+def test_a_fifo_under_an_entry_name_hangs_nothing(tmp_path: Path) -> None:
+    """Entry files are opened without blocking: a named pipe under an entry's name
+    is listed as corrupt (it used to hang ``xcache ls`` for ever), and a call with
+    that key moves it aside and runs."""
+    cache = tmp_path / "cache"
+    with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+        exe.submit(square, 2, resource_dict={"cache_key": "real"}).result(timeout=30)
+    os.mkfifo(entry_path(cache, "fifo"))
+    ls = subprocess.run([sys.executable, "-m", "executorlib_cache", "--cache-dir",
+                         str(cache), "ls", "--json"], capture_output=True, text=True,
+                        timeout=30)
+    assert ls.returncode == 0, ls.stderr
+    rows = {e["key"]: e["status"] for e in json.loads(ls.stdout)}
+    assert rows == {"real": "done", "fifo": "corrupt"}, rows
+    with pytest.warns(UserWarning, match="fifo"):
+        with SingleNodeExecutor(cache_directory=cache, max_workers=1) as exe:
+            fut = exe.submit(square, 5, resource_dict={"cache_key": "fifo"})
+            assert fut.result(timeout=30) == 25
+    assert entry_path(cache, "fifo").is_file()

@@ -219,6 +219,12 @@ class _Scanner:
             if summary is None:  # no user block: ask the HDF5 file itself
                 summary = self._outcome_meta(e)
             if summary is not None:
+                other = summary.get("key")
+                if type(other) is str and other != key:  # a copy of another entry:
+                    # what reading it says (entryfile.check), without reading it
+                    e.mark("corrupt" if self.store.secret is None else "tampered",
+                           f"its file is entry {other}'s")
+                    return e
                 _take_summary(e, summary)
         else:
             if TASK in files:

@@ -93,11 +93,15 @@ def test_bad_submit_arguments_are_clear_errors_and_the_executor_stays_usable(tmp
 def test_bad_executor_arguments(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
     cases = [
         ({"cache_directory": a_file / "sub"}, OSError, "cannot be created|Not a directory"),
         # the cause named, not mkdir's "No such file or directory" in /proc
         ({"cache_directory": "/proc/xcache-test/c"}, PermissionError,
          r"/proc is on a proc file system, the kernel's own state"),
+        ({"cache_directory": dangling}, PermissionError,
+         r"is a symbolic link to '.*nowhere', which does not resolve"),
         ({"cache_directory": str(tmp_path / "nul\0byte")}, ValueError, "null"),
         ({"max_workers": True}, ValueError, "max_workers"),
         ({"max_workers": -1}, ValueError, "max_workers"),
