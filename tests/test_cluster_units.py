@@ -69,7 +69,8 @@ def test_slurm_memory_and_launcher() -> None:
     assert slurm.memory_spec(4) == 4 and slurm.memory_spec(4.0) == 4
     assert slurm.memory_spec(0.5) == "512M"
     assert slurm.launcher({"cores": 1}) == []
-    assert slurm.launcher({"cores": 4, "threads_per_core": 2}) == ["srun", "-n", "4", "-c", "2"]
+    assert slurm.launcher({"cores": 4, "threads_per_core": 2}) == [
+        "srun", "-n", "4", "--kill-on-bad-exit=1", "-c", "2"]
 
 
 @pytest.mark.parametrize("out, jid", [
@@ -164,7 +165,7 @@ def test_executorlib_keys_in_dialects_and_templates() -> None:
     assert flux.WHY_UNSUPPORTED["openmpi_oversubscribe"] == (
         "The option openmpi_oversubscribe is not available with the flux backend.")
     assert slurm.launcher({"cores": 2, "openmpi_oversubscribe": True}) == [
-        "srun", "-n", "2", "--oversubscribe"]
+        "srun", "-n", "2", "--kill-on-bad-exit=1", "--oversubscribe"]
     assert slurm.launcher({"cores": 1, "openmpi_oversubscribe": True}) == []
     for priority, line in ((0, "# flux: --urgency=0"), (20, "# flux: --urgency=20")):
         v = flux.template_vars({"cores": 1, "priority": priority})

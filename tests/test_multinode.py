@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -242,10 +243,26 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mn: list[str]) -> Cal
 
 
 # ---------------------------------------------------------------- 1. jobs over nodes
+#: what SLURM's pmi2 plugin logs when the pip mpich 5.0.2 PMI2 client sends it
+#: uninitialised bytes in MPI_Init (see docs/slurm.md, "Several nodes")
+MPICH_PMI2_FLAW = "mpi/pmi2: value not properly terminated in client request"
+
+
 def test_mpi_ranks_run_on_two_nodes(cache: Path, mn: list[str]) -> None:
     with SlurmClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(ranks_and_hosts, 100, resource_dict={"cores": 4, "num_nodes": 2})
-        res = fut.result(timeout=60)
+        done, _ = wait([fut], timeout=45)
+        if not done or fut.exception() is not None:
+            err = job_dir(cache, fut.key) / "job.err"
+            if err.exists() and MPICH_PMI2_FLAW in err.read_text(errors="replace"):
+                # not ours: MPI_Init failed inside mpich's PMI2 client (reproduced with a
+                # bare `srun -N 2 -n 4 python -c 'from mpi4py import MPI'`, depending on
+                # the heap's contents); reported as xfailed, never as passed
+                exe.shutdown(wait=False, cancel_futures=True)
+                pytest.xfail(f"mpich 5.0.2 PMI2 client flaw in MPI_Init ({fut})")
+            assert done, f"no result in 45 s: {fut}"
+            raise fut.exception()  # type: ignore[misc]
+        res = fut.result()
     assert [r[:2] for r in res] == [(i, 4) for i in range(4)], res
     assert {r[4] for r in res} == {0 + 1 + 2 + 3 + 4 * 100}  # the ranks talked across nodes
     for _rank, _size, mpi_name, hostname, _total in res:

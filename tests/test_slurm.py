@@ -240,6 +240,30 @@ def test_mpi_task_returns_every_rank(cache: Path) -> None:
     assert "#SBATCH --ntasks=2" in script and "srun -n 2" in script and "--mpi" in script
 
 
+def rank_one_dies(x: int) -> int:
+    """Rank 1 dies without a word (as a rank killed in ``MPI_Init`` does); rank 0
+    then waits for it in a collective."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.Get_rank() == 1:
+        os._exit(3)
+    return MPI.COMM_WORLD.allreduce(x)
+
+
+def test_a_rank_that_dies_ends_the_job_instead_of_hanging(cache: Path) -> None:
+    """srun runs the ranks with --kill-on-bad-exit=1: the other ranks are stopped
+    and the call fails with the job's state within seconds.  Regression: SLURM's
+    default (KillOnBadExit=0) left rank 0 waiting until the job's time limit; seen
+    when mpich's PMI2 client killed one rank in MPI_Init on the multi-node cluster."""
+    t0 = time.monotonic()
+    with SlurmClusterExecutor(cache_directory=cache) as exe:
+        fut = exe.submit(rank_one_dies, 1, resource_dict={"cores": 2, "run_time_max": 600})
+        exc = fut.exception(timeout=60)
+    assert isinstance(exc, TaskDiedError), repr(exc)
+    assert time.monotonic() - t0 < 45, time.monotonic() - t0
+    assert "--kill-on-bad-exit=1" in (job_dir(cache, fut.key) / "run_queue.sh").read_text()
+
+
 def test_dependency_chain_is_queued_at_once(cache: Path, calls: Calls) -> None:
     t0 = time.monotonic()
     with SlurmClusterExecutor(cache_directory=cache) as exe:

@@ -121,13 +121,18 @@ def launcher(resources: dict[str, Any]) -> list[str]:
     """Prefix that starts the MPI ranks inside the batch job (``cores > 1``).
 
     ``srun`` does not inherit ``--cpus-per-task`` from sbatch since SLURM 22.05,
-    so it is repeated.  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in CI)
-    unless ``pmi_mode`` names one; ``openmpi_oversubscribe`` adds ``--oversubscribe``.
+    so it is repeated.  ``--kill-on-bad-exit=1`` (man srun): a rank that dies --
+    even inside ``MPI_Init``, before our runner can report anything -- ends the
+    step, so the job ends and the call fails with its log instead of the other
+    ranks waiting for it until the time limit (SLURM's default is
+    ``KillOnBadExit=0``).  The MPI plugin is the cluster's ``MpiDefault`` (pmi2 in
+    CI) unless ``pmi_mode`` names one; ``openmpi_oversubscribe`` adds
+    ``--oversubscribe``.
     """
     res = Resources.stored(resources)
     if not res.mpi:
         return []
-    cmd = ["srun", "-n", str(res.cores)]
+    cmd = ["srun", "-n", str(res.cores), "--kill-on-bad-exit=1"]
     if res.threads > 1:
         cmd += ["-c", str(res.threads)]
     if resources.get("pmi_mode"):  # else the cluster's MpiDefault
