@@ -223,7 +223,8 @@ def test_job_name_tail_and_runner_script(tmp_path: Path, monkeypatch: pytest.Mon
     assert "cd '/home/o'\"'\"'brien' ||" in script
     assert "export PYTHONPATH=/a:/b" in script
     assert script.splitlines()[-1] == (
-        "exec srun -n 2 '/opt/py 3/bin/python' -m executorlib_cache.compute.runner --mpi "
+        "exec srun -n 2 --kill-on-bad-exit=1 '/opt/py 3/bin/python' -m "
+        "executorlib_cache.compute.runner --mpi "
         f"--backend slurm --dir-mode 750 --file-mode 640 {store.root} k")
     monkeypatch.syspath_prepend(str(tmp_path))
     path = submission.python_path_for_jobs().split(":")

@@ -91,7 +91,8 @@ def test_openmpi_oversubscribe_and_error_log_in_jobs(cache: Path, tmp_path: Path
         with pytest.raises(ValueError, match="boom 7"):
             bad.result(timeout=90)
     script = job_dir(cache, mpi.key).glob("**/run_queue.sh")
-    assert any("srun -n 2 --oversubscribe" in p.read_text() for p in script)
+    assert any("srun -n 2 --kill-on-bad-exit=1 --oversubscribe" in p.read_text()
+               for p in script)
     text = log.read_text()
     assert "function: <function boom at" in text and "args: [7]" in text
     assert "ValueError: boom 7" in text
