@@ -227,7 +227,7 @@ def read_h5(path: Path | str, with_signature: bool) -> tuple[str, bytes, str | N
 # ---------------------------------------------------------------------- format 2
 #: a format-2 file starts with a user block HDF5 ignores: a header line, then the
 #: listing summary as JSON -- xcache ls reads it with one small read, no HDF5
-SUMMARY_MAGIC = b"#xcache-entry 2 "
+SUMMARY_MAGIC = spans.SUMMARY_MAGIC
 USERBLOCK_MIN = 512
 
 
@@ -337,6 +337,7 @@ def _with_spans(block: bytes, image: bytes, summary: dict[str, Any],
     parts = {spans.META: meta_json.encode(), **{n.decode(): p for n, p in datasets}}
     if sig is not None:
         parts[spans.HMAC] = sig.encode()
+    plain = block, image  # (the caller built the image for this block's size)
     for _ in range(3):  # the block's size settles at once but for a power of two
         table = spans.locate(image, len(block), parts)
         if table is None:
@@ -346,8 +347,7 @@ def _with_spans(block: bytes, image: bytes, summary: dict[str, Any],
             return located, image
         block = located
         image = _image(datasets, meta_json, sig, format_version, len(block))
-    return summary_block(summary), _image(datasets, meta_json, sig, format_version,
-                                          len(summary_block(summary)))
+    return plain
 
 
 def _image(datasets: list[tuple[bytes, bytes]], meta_json: str, sig: str | None,
@@ -432,7 +432,7 @@ def userblock_size(data: bytes) -> int:
     return size
 
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HDF5_SIGNATURE = spans.HDF5_SIGNATURE
 
 
 def read_entry(data: bytes, names: tuple[bytes, ...], with_signature: bool, where: str

@@ -63,8 +63,6 @@ def split_name(name: str) -> tuple[str, str] | None:
             break
     else:
         return None
-    if not enc or "@" in enc:
-        return None
     key = decode_key(enc) if "%" in enc else enc
     return (key, kind) if is_entry_key(key) and encode_key(key) == enc else None
 

@@ -35,10 +35,10 @@ from typing import Any
 
 #: names of the attributes in the table (datasets go by their own names)
 META, HMAC = "@meta", "@hmac"
-_MAGIC = b"#xcache-entry 2 "
-
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: how a format-2 user block starts, and HDF5's own signature (where ``base`` points);
+#: ``fileio`` writes and reads the user block with these
+SUMMARY_MAGIC = b"#xcache-entry 2 "
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _digest(base: int, spans: dict[str, list[int]], hdf5: bytes | memoryview) -> str:
@@ -71,18 +71,18 @@ def read_located(data: bytes, names: tuple[bytes, ...], with_signature: bool
     """``(meta_json, {dataset: bytes}, hmac or None)`` of a whole entry file in
     ``data`` by its span table (the answer ``fileio.read_entry`` would give), or
     None when the file has no usable table and HDF5 must read it."""
-    if not data.startswith(_MAGIC):
+    if not data.startswith(SUMMARY_MAGIC):
         return None
     nl = data.find(b"\n", 0, 64)
     try:
-        start = nl + 1 + int(data[len(_MAGIC):nl]) + 1  # after the summary's line
+        start = nl + 1 + int(data[len(SUMMARY_MAGIC):nl]) + 1  # after the summary's line
         end = data.find(b"\n", start, start + 4096)
         if end < 0 or data[start:start + 1] != b"{":
             return None
         table = json.loads(data[start:end])
         base, spans = table["base"], table["spans"]
         if type(base) is not int or not start < base < len(data) \
-                or data[base:base + 8] != _HDF5_SIGNATURE or type(spans) is not dict \
+                or data[base:base + 8] != HDF5_SIGNATURE or type(spans) is not dict \
                 or _digest(base, spans, memoryview(data)[base:]) != table["blake2b"]:
             return None
         pieces: dict[str, bytes] = {}
