@@ -252,16 +252,19 @@ def test_mpi_ranks_run_on_two_nodes(cache: Path, mn: list[str]) -> None:
     with SlurmClusterExecutor(cache_directory=cache) as exe:
         fut = exe.submit(ranks_and_hosts, 100, resource_dict={"cores": 4, "num_nodes": 2})
         done, _ = wait([fut], timeout=45)
-        if not done or fut.exception() is not None:
+        assert done, f"no result in 45 s: {fut}"  # a dead rank ends the job: never a hang
+        exc = fut.exception()
+        if isinstance(exc, TaskDiedError):
             err = job_dir(cache, fut.key) / "job.err"
             if err.exists() and MPICH_PMI2_FLAW in err.read_text(errors="replace"):
-                # not ours: MPI_Init failed inside mpich's PMI2 client (reproduced with a
-                # bare `srun -N 2 -n 4 python -c 'from mpi4py import MPI'`, depending on
-                # the heap's contents); reported as xfailed, never as passed
-                exe.shutdown(wait=False, cancel_futures=True)
-                pytest.xfail(f"mpich 5.0.2 PMI2 client flaw in MPI_Init ({fut})")
-            assert done, f"no result in 45 s: {fut}"
-            raise fut.exception()  # type: ignore[misc]
+                # Why xfail: MPI_Init failed inside the pip mpich 5.0.2 wheel's PMI2
+                # client, not in this package (reproduced with a bare `srun -N 2 -n 4
+                # python -c 'from mpi4py import MPI'`; it depends on the heap's contents,
+                # docs/slurm.md "Several nodes").  What CI must still see is checked
+                # first: the call failed promptly as TaskDiedError, it did not hang.
+                pytest.xfail(f"mpich 5.0.2 PMI2 client flaw in MPI_Init: {exc}")
+        if exc is not None:
+            raise exc
         res = fut.result()
     assert [r[:2] for r in res] == [(i, 4) for i in range(4)], res
     assert {r[4] for r in res} == {0 + 1 + 2 + 3 + 4 * 100}  # the ranks talked across nodes
